@@ -1,0 +1,95 @@
+"""The EICG task and every protocol constant, in one place.
+
+The command line and the Python API both read their defaults from here, so a
+number that defines the benchmark is written exactly once.  Changing any value
+that alters a printed number requires a protocol version bump (see CHANGELOG).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Polarity = Literal["positive", "negative"]
+
+
+@dataclass(frozen=True)
+class Emotion:
+    """One emotion category; ``id`` is the class index of every emotion classifier."""
+
+    id: int
+    name: str
+    polarity: Polarity
+
+
+#: The eight emotions in EmoSet's label order (id = class index).
+EMOTIONS: tuple[Emotion, ...] = (
+    Emotion(0, "amusement", "positive"),
+    Emotion(1, "awe", "positive"),
+    Emotion(2, "contentment", "positive"),
+    Emotion(3, "excitement", "positive"),
+    Emotion(4, "anger", "negative"),
+    Emotion(5, "disgust", "negative"),
+    Emotion(6, "fear", "negative"),
+    Emotion(7, "sadness", "negative"),
+)
+EMOTION_NAMES: tuple[str, ...] = tuple(e.name for e in EMOTIONS)
+EMOTION_IDS: dict[str, int] = {e.name: e.id for e in EMOTIONS}
+
+
+def emotion(name: str) -> Emotion:
+    """Look an emotion up by name; raises ``KeyError`` naming the valid choices."""
+    try:
+        return EMOTIONS[EMOTION_IDS[name]]
+    except KeyError:
+        raise KeyError(f"unknown emotion {name!r}; expected one of {', '.join(EMOTION_NAMES)}") from None
+
+
+#: Protocol identity, recorded in every result.
+PROTOCOL_NAME = "eicg"
+PROTOCOL_VERSION = 1
+PROTOCOL = f"{PROTOCOL_NAME}-v{PROTOCOL_VERSION}"
+
+
+@dataclass(frozen=True)
+class SubmissionPolicy:
+    """What a submission must look like under the protocol.
+
+    ``images_per_emotion`` is exact, not a minimum: a method may not generate
+    more and keep its best.  A declared smaller run (``--per-emotion N``) uses N
+    instead and is labelled as such everywhere.
+    """
+
+    images_per_emotion: int = 1000
+    min_images_per_emotion: int = 2
+    image_extensions: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+    #: PIL format names accepted for those extensions.
+    image_formats: tuple[str, ...] = ("PNG", "JPEG")
+    #: Smallest accepted side in pixels; protocol preprocessing never upsamples
+    #: by more than 2x from here (LPIPS works at 512, CLIP at 224, Inception at 299).
+    min_side: int = 256
+    #: Accepted PIL modes.  8-bit RGB is the norm; 8-bit grayscale is accepted
+    #: (converted to RGB, with a warning).  Alpha, palette, 16-bit, float and CMYK
+    #: modes are refused: the benchmark will not guess a background or a palette.
+    accepted_modes: tuple[str, ...] = ("RGB", "L")
+    metadata_file: str = "submission.json"
+    #: Files that operating systems drop into folders; ignored with a warning.
+    ignored_files: tuple[str, ...] = (".DS_Store", "Thumbs.db", "desktop.ini")
+
+
+SUBMISSION = SubmissionPolicy()
+
+
+@dataclass(frozen=True)
+class DataPolicy:
+    """How the EICG subset is derived from EmoSet (PROTOCOL.md section 2)."""
+
+    split_files: tuple[str, ...] = ("train.json", "val.json", "test.json")
+    splits: tuple[str, ...] = ("train", "val", "test")
+    index_format_version: int = 1
+
+
+DATA = DataPolicy()
+
+#: Default seed of every seeded procedure (bootstraps, sampling, oversampling).
+DEFAULT_SEED = 0

@@ -1,0 +1,1 @@
+"""Leaderboard: scored entries with provenance, the published numbers, and the rendered tables."""
