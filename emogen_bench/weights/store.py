@@ -1,0 +1,647 @@
+"""The local weight store: resolve, verify and fetch the registry's artifacts.
+
+Layout of the store folder (``emogen_bench.paths.weights_dir()`` by default)::
+
+    <home>/<artifact id>/<file>   files downloaded from the registry's URLs
+    <home>/hf/                    the huggingface_hub cache (``cache_dir``) of Hub snapshots
+    <home>/recorded.json          full sha256s recorded at the first verified fetch (unpinned and
+                                  prefix-pinned files, Hub snapshot files): later checks compare to them
+    <home>/verified.json          hash cache: (real path, size, mtime_ns) -> sha256, so a large
+                                  snapshot is hashed once, not at every run
+
+``resolve`` never touches the network; ``fetch`` is the only method that does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from emogen_bench import paths
+from emogen_bench.errors import WeightsError
+from emogen_bench.fileio import write_json_atomic
+from emogen_bench.hashing import digest_listing, sha256_file
+from emogen_bench.progress import progress
+from emogen_bench.weights.download import RetryPolicy, digest_matches, download
+from emogen_bench.weights.override import Override, Overrides
+from emogen_bench.weights.registry import ArtifactSpec, Registry, load_registry
+
+State = Literal["ok", "missing", "corrupt", "unverified-unpinned", "overridden"]
+Source = Literal["cache", "override", "package"]
+#: States that make ``verify`` fail (exit code 3 on the command line).
+FAILING_STATES: tuple[str, ...] = ("missing", "corrupt")
+
+RECORDS_FILE = "recorded.json"
+HASH_CACHE_FILE = "verified.json"
+HF_CACHE_FOLDER = "hf"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class ResolvedFile:
+    """One local file of an artifact, its full sha256 and what it was checked against."""
+
+    name: str
+    path: Path
+    sha256: str
+    verified_by: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ResolvedArtifact:
+    """An artifact found locally and checked: what a loader needs, and whether it is the official one.
+
+    ``official`` is true when the bytes equal the registry's pin (a full
+    sha256, a prefix, the hash recorded at the first verified fetch of an
+    unpinned file, or the Hub's own blob hashes at the pinned revision).  An
+    override whose bytes equal the pin is official too (``overridden`` says so).
+    """
+
+    id: str
+    path: Path
+    files: tuple[ResolvedFile, ...]
+    pin: str
+    official: bool
+    overridden: bool
+    source: Source
+    loader: str
+
+    @property
+    def digest(self) -> str:
+        """``sha256:<hex>`` over the (name, sha256) listing: one citable hash for the whole artifact."""
+        return digest_listing([(f.name, f.sha256) for f in self.files])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form (for result provenance)."""
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "pin": self.pin,
+            "official": self.official,
+            "overridden": self.overridden,
+            "source": self.source,
+            "loader": self.loader,
+            "digest": self.digest,
+            "files": {f.name: f.sha256 for f in self.files},
+        }
+
+
+@dataclass(frozen=True)
+class ArtifactStatus:
+    """What ``verify`` found for one artifact; ``detail`` says it in words, with the fix where one is needed."""
+
+    id: str
+    state: State
+    detail: str
+    path: Path
+    official: bool
+    overridden: bool
+    resolved: ResolvedArtifact | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True for missing or corrupt artifacts."""
+        return self.state in FAILING_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form."""
+        return {
+            "id": self.id,
+            "state": self.state,
+            "official": self.official,
+            "overridden": self.overridden,
+            "path": str(self.path),
+            "detail": self.detail,
+            "digest": self.resolved.digest if self.resolved else None,
+            "files": {f.name: f.sha256 for f in self.resolved.files} if self.resolved else {},
+        }
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One expectation on a file's bytes.
+
+    ``binding``: a mismatch makes the artifact corrupt.  ``pin``: a match
+    counts towards ``official``.  In the cache every pin is binding; under an
+    override only the override's own sha256 is binding and the registry's pin
+    decides ``official`` alone.
+    """
+
+    label: str
+    expected: str
+    binding: bool
+    pin: bool
+    algo: Literal["sha256", "git-sha1"] = "sha256"
+
+
+@dataclass(frozen=True)
+class _FileResult:
+    name: str
+    path: Path
+    sha256: str | None
+    passed: tuple[_Check, ...] = ()
+    failed: tuple[tuple[_Check, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Location:
+    path: Path
+    source: Source
+    override: Override | None
+    files: tuple[tuple[str, Path], ...]
+    absent_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Assessment:
+    spec: ArtifactSpec
+    path: Path
+    source: Source
+    override: Override | None
+    files: tuple[_FileResult, ...]
+    absent_reason: str | None = None
+    digest_failure: tuple[str, str] | None = None  # (expected, found) of a folder override's sha256
+
+    @property
+    def missing(self) -> tuple[_FileResult, ...]:
+        return tuple(f for f in self.files if f.sha256 is None)
+
+    @property
+    def binding_failures(self) -> tuple[tuple[_FileResult, _Check, str], ...]:
+        return tuple((f, c, found) for f in self.files for c, found in f.failed if c.binding)
+
+    @property
+    def unverified(self) -> tuple[_FileResult, ...]:
+        return tuple(f for f in self.files if f.sha256 is not None and not f.passed and not f.failed)
+
+    @property
+    def official(self) -> bool:
+        if self.missing or self.absent_reason or self.binding_failures or self.digest_failure:
+            return False
+        return all(any(c.pin for c in f.passed) and not any(c.pin for c, _ in f.failed) for f in self.files)
+
+    @property
+    def state(self) -> State:
+        if self.absent_reason or self.missing:
+            return "missing"
+        if self.binding_failures or self.digest_failure:
+            return "corrupt"
+        if self.override is not None:
+            return "overridden"
+        return "unverified-unpinned" if self.unverified else "ok"
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; an absent or unreadable file reads as empty (it is only a cache/record)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git object id of a file (how the Hub names the blobs of small, non-LFS files)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    digest.update(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class _HashCache:
+    """sha256 of files keyed by real path, reused while size and mtime are unchanged."""
+
+    path: Path
+    entries: dict[str, Any] = field(default_factory=dict)
+    dirty: bool = False
+
+    @classmethod
+    def load(cls, path: Path) -> _HashCache:
+        entries = _read_json(path).get("files", {})
+        return cls(path, entries if isinstance(entries, dict) else {})
+
+    def sha256(self, file: Path) -> str:
+        real = os.path.realpath(file)
+        stat = os.stat(real)
+        entry = self.entries.get(real)
+        if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+            return str(entry["sha256"])
+        digest = sha256_file(real)
+        self.entries[real] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+        self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        self.entries = {path: entry for path, entry in self.entries.items() if os.path.exists(path)}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, {"version": 1, "files": self.entries}, sort_keys=True)
+            self.dirty = False
+        except OSError:
+            pass  # a read-only store only costs re-hashing next time
+
+
+class WeightStore:
+    """The benchmark's weight artifacts on this machine.
+
+    ``home`` defaults to ``emogen_bench.paths.weights_dir()``, ``offline`` to
+    ``$EMOGEN_BENCH_OFFLINE``; ``overrides`` redirects artifacts to local copies;
+    ``registry`` defaults to the shipped one; ``retry`` tunes downloads.
+    """
+
+    def __init__(
+        self,
+        home: Path | None = None,
+        *,
+        offline: bool | None = None,
+        overrides: Overrides | None = None,
+        registry: Registry | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.home = Path(home) if home is not None else paths.weights_dir()
+        self.offline = paths.offline_from_env() if offline is None else offline
+        self.overrides = overrides or Overrides()
+        self.registry = registry or load_registry()
+        self.retry = retry
+        self._hashes = _HashCache.load(self.home / HASH_CACHE_FILE)
+        self._records = _read_json(self.home / RECORDS_FILE).get("artifacts", {})
+
+    # ---- public API -------------------------------------------------------------------------
+
+    def resolve(self, artifact_id: str) -> ResolvedArtifact:
+        """The local, checked artifact; :class:`WeightsError` if missing or corrupt.  Never downloads."""
+        assessment = self._assess(self.registry.get(artifact_id))
+        self._hashes.save()
+        if assessment.state in FAILING_STATES:
+            raise WeightsError(self._problem(assessment))
+        return self._resolved(assessment)
+
+    def path(self, artifact_id: str) -> Path:
+        """Local path of a checked artifact: a file, or a folder for multi-file and Hub snapshot artifacts."""
+        return self.resolve(artifact_id).path
+
+    def verify(self, artifact_ids: Iterable[str] | None = None) -> list[ArtifactStatus]:
+        """The state of each artifact (all by default); reports missing and corrupt ones instead of raising."""
+        specs = [self.registry.get(i) for i in (self.registry.ids if artifact_ids is None else artifact_ids)]
+        statuses = [self._status(self._assess(spec)) for spec in specs]
+        self._hashes.save()
+        return statuses
+
+    def fetch(
+        self, artifact_ids: Iterable[str], *, show_progress: bool = True, force: bool = False
+    ) -> list[ResolvedArtifact]:
+        """Download what is missing, verify it, record first-fetch hashes; return the resolved artifacts.
+
+        Overridden and already present artifacts are checked, not downloaded.
+        ``force`` moves a corrupt cached file aside (``<name>.corrupt-<sha8>``)
+        and downloads it again; without it a corrupt file is an error.
+        """
+        specs = [self.registry.get(i) for i in artifact_ids]
+        resolved = []
+        for spec in specs:
+            if self.overrides.get(spec.id) is None:
+                if spec.source == "hf":
+                    self._fetch_snapshot(spec)
+                elif spec.source == "url":
+                    self._fetch_files(spec, show_progress=show_progress, force=force)
+            assessment = self._assess(spec)
+            if assessment.state in FAILING_STATES:
+                raise WeightsError(self._problem(assessment))
+            if assessment.override is None and spec.source == "package":
+                self._record(spec, assessment, origin=f"package {spec.package.module}")  # type: ignore[union-attr]
+            resolved.append(self._resolved(assessment))
+        self._hashes.save()
+        return resolved
+
+    # ---- fetching ---------------------------------------------------------------------------
+
+    def _fetch_files(self, spec: ArtifactSpec, *, show_progress: bool, force: bool) -> None:
+        assessment = self._assess(spec)
+        broken = {f.name: f for f, _, _ in assessment.binding_failures}
+        if broken and not force:
+            hint = " (Or rerun fetch with --force: it keeps the bad file aside.)"
+            raise WeightsError(self._problem(assessment) + hint)
+        todo = [spec.file(r.name) for r in assessment.files if r.sha256 is None or r.name in broken]
+        if todo and self.offline:
+            raise WeightsError(
+                f"offline mode ($EMOGEN_BENCH_OFFLINE or --offline): not downloading {spec.id} "
+                f"({todo[0].name}{f' and {len(todo) - 1} more' if len(todo) > 1 else ''}). Copy the files to "
+                f"{self.home / spec.id}, use --weights-override, or fetch without --offline."
+            )
+        for result in broken.values():
+            os.replace(result.path, result.path.with_name(f"{result.name}.corrupt-{str(result.sha256)[:8]}"))
+        folder = self.home / spec.id
+        for file_spec in progress(todo, desc=f"fetch {spec.id}", enabled=show_progress and len(todo) > 1, unit="file"):
+            recorded = self._recorded(spec.id, file_spec.name) if file_spec.pin != "sha256" else None
+            result = download(
+                file_spec.urls,
+                folder / file_spec.name,
+                expected_sha256=recorded or file_spec.sha256,
+                expected_size=file_spec.size,
+                policy=self.retry,
+                show_progress=show_progress,
+                desc=f"{spec.id}/{file_spec.name}",
+            )
+            if file_spec.pin != "sha256" and recorded is None:
+                self._put_record(spec.id, file_spec.name, result.sha256, origin=result.url)
+        self._record(spec, self._assess(spec), origin="verified fetch")
+
+    def _fetch_snapshot(self, spec: ArtifactSpec) -> None:
+        hf = spec.hf
+        assert hf is not None
+        if self._assess(spec).state == "ok":
+            return  # present and verified: no need to ask the Hub
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            snapshot_download(
+                hf.repo_id,
+                repo_type=hf.repo_type,
+                revision=hf.revision,
+                allow_patterns=list(hf.allow_patterns),
+                cache_dir=self.home / HF_CACHE_FOLDER,
+                local_files_only=self.offline,
+            )
+        except LocalEntryNotFoundError:
+            raise WeightsError(
+                f"offline mode ($EMOGEN_BENCH_OFFLINE or --offline): {spec.id} ({hf.repo_id}@{hf.revision}) is not "
+                f"in {self.home / HF_CACHE_FOLDER}; fetch it online once or use --weights-override."
+            ) from None
+        except Exception as error:  # noqa: BLE001 - every Hub failure becomes one actionable message
+            note = f" Note: {hf.revision_note}." if hf.revision_note else ""
+            raise WeightsError(
+                f"could not download {spec.id} from the Hugging Face Hub ({hf.repo_id} at revision {hf.revision}): "
+                f"{type(error).__name__}: {error}.{note} Check the network and the revision, or use --weights-override."
+            ) from None
+        assessment = self._assess(spec)
+        self._record(spec, assessment, origin=f"hf {hf.repo_id}@{hf.revision}", trust_unverified=True)
+
+    # ---- records ----------------------------------------------------------------------------
+
+    def _recorded(self, artifact_id: str, name: str) -> str | None:
+        entry = self._records.get(artifact_id, {}).get(name)
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        return digest if isinstance(digest, str) and _SHA256.fullmatch(digest) else None
+
+    def _put_record(self, artifact_id: str, name: str, digest: str, *, origin: str) -> None:
+        entry = {"sha256": digest, "source": origin, "recorded_at": _utc_now()}
+        self._records.setdefault(artifact_id, {})[name] = entry
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.home / RECORDS_FILE, {"version": 1, "artifacts": self._records}, sort_keys=True)
+        except OSError as error:
+            raise WeightsError(
+                f"cannot record the hash of {artifact_id}/{name} in {self.home / RECORDS_FILE}: "
+                f"{error.strerror or error}; the weights folder must be writable (set EMOGEN_BENCH_HOME)"
+            ) from None
+
+    def _record(
+        self, spec: ArtifactSpec, assessment: _Assessment, *, origin: str, trust_unverified: bool = False
+    ) -> None:
+        """Record the full hash of each checked file whose registry pin is not a full sha256.
+
+        Files that nothing could check are recorded only with ``trust_unverified``
+        (a Hub snapshot just fetched at its pinned revision: trust on first use).
+        """
+        if assessment.state in FAILING_STATES:
+            return
+        unverified = {f.name for f in assessment.unverified}
+        for result in assessment.files:
+            pinned_fully = spec.hf is None and spec.file(result.name).pin == "sha256"
+            trusted = trust_unverified or result.name not in unverified
+            if not pinned_fully and trusted and result.sha256 and self._recorded(spec.id, result.name) is None:
+                self._put_record(spec.id, result.name, result.sha256, origin=origin)
+
+    # ---- assessment -------------------------------------------------------------------------
+
+    def _pin_checks(self, spec: ArtifactSpec, name: str, *, binding: bool) -> list[_Check]:
+        """The registry's expectations on one file: its pin, and the hash recorded at first fetch."""
+        checks = []
+        if spec.hf is None:
+            file_spec = spec.file(name)
+            if file_spec.sha256 is not None:
+                label = "registry sha256" if file_spec.pin == "sha256" else "registry sha256 prefix"
+                checks.append(_Check(label, file_spec.sha256, binding, True))
+            if file_spec.pin == "sha256":
+                return checks
+        recorded = self._recorded(spec.id, name)
+        if recorded is not None:
+            checks.append(_Check("sha256 recorded at first fetch", recorded, binding, True))
+        return checks
+
+    def _check_file(self, name: str, path: Path, checks: Sequence[_Check]) -> _FileResult:
+        if not path.is_file():
+            return _FileResult(name, path, None)
+        found = self._hashes.sha256(path)
+        passed: list[_Check] = []
+        failed: list[tuple[_Check, str]] = []
+        for check in checks:
+            actual = git_blob_sha1(path) if check.algo == "git-sha1" else found
+            ok = actual == check.expected if check.algo == "git-sha1" else digest_matches(actual, check.expected)
+            if ok:
+                passed.append(check)
+            else:
+                failed.append((check, actual))
+        return _FileResult(name, path, found, tuple(passed), tuple(failed))
+
+    def _locate(self, spec: ArtifactSpec) -> _Location:
+        """Where the artifact's files should be, without reading them."""
+        override = self.overrides.get(spec.id)
+        if override is not None:
+            root = override.path
+            if spec.hf is not None:
+                names = _snapshot_names(root, spec.hf.required_files)
+                return _Location(root, "override", override, _listing(root, names))
+            if spec.is_folder:
+                return _Location(root, "override", override, _listing(root, [f.name for f in spec.files]))
+            path = root / spec.files[0].name if root.is_dir() else root
+            return _Location(path, "override", override, ((spec.files[0].name, path),))
+        if spec.hf is not None:
+            folder = spec.hf.cache_folder(self.home / HF_CACHE_FOLDER)
+            return _Location(folder, "cache", None, _listing(folder, _snapshot_names(folder, spec.hf.required_files)))
+        if spec.package is not None:
+            return _locate_package(spec)
+        folder = self.home / spec.id
+        files = _listing(folder, [f.name for f in spec.files])
+        return _Location(folder if spec.is_folder else files[0][1], "cache", None, files)
+
+    def is_present(self, artifact_id: str) -> bool:
+        """True when every file of the artifact exists locally (nothing is hashed: use ``verify`` for that)."""
+        location = self._locate(self.registry.get(artifact_id))
+        return location.absent_reason is None and all(path.is_file() for _, path in location.files)
+
+    def _assess(self, spec: ArtifactSpec) -> _Assessment:
+        """Hash every file and hold it against the registry pin, the records and the override."""
+        location = self._locate(spec)
+        override = location.override
+        results = []
+        for name, path in location.files:
+            checks = self._pin_checks(spec, name, binding=override is None)
+            if spec.hf is not None and override is None:
+                checks.extend(_hub_blob_checks(path))
+            if override is not None and override.sha256 is not None and not spec.is_folder:
+                checks.append(_Check(f"override sha256 ({override.source})", override.sha256, True, False))
+            results.append(self._check_file(name, path, checks))
+        digest_failure = None
+        if override is not None and override.sha256 is not None and spec.is_folder and all(r.sha256 for r in results):
+            found = digest_listing([(r.name, str(r.sha256)) for r in results])[len("sha256:") :]
+            if found != override.sha256:
+                digest_failure = (override.sha256, found)
+        return _Assessment(
+            spec, location.path, location.source, override, tuple(results), location.absent_reason, digest_failure
+        )
+
+    # ---- reporting --------------------------------------------------------------------------
+
+    def _resolved(self, assessment: _Assessment) -> ResolvedArtifact:
+        files = tuple(
+            ResolvedFile(f.name, f.path, f.sha256 or "", tuple(c.label for c in f.passed)) for f in assessment.files
+        )
+        return ResolvedArtifact(
+            id=assessment.spec.id,
+            path=assessment.path,
+            files=files,
+            pin=assessment.spec.pin,
+            official=assessment.official,
+            overridden=assessment.override is not None,
+            source=assessment.source,
+            loader=assessment.spec.loader,
+        )
+
+    def _status(self, assessment: _Assessment) -> ArtifactStatus:
+        state = assessment.state
+        resolved = None if state in FAILING_STATES else self._resolved(assessment)
+        if state in FAILING_STATES:
+            detail = self._problem(assessment)
+        elif state == "overridden":
+            override = assessment.override
+            assert override is not None
+            verdict = "official: the bytes equal the registry pin" if assessment.official else (
+                "not official: the bytes differ from the registry pin or there is no pin to compare"
+            )
+            checked = " (its sha256 matches the override file)" if override.sha256 else ""
+            detail = f"overridden by {override.source}: {assessment.path}{checked}; {verdict}"
+        elif state == "unverified-unpinned":
+            names = ", ".join(f.name for f in assessment.unverified)
+            detail = (
+                f"present at {assessment.path}, but {names} has no pinned hash and none was recorded at a fetch, so it "
+                f"cannot be checked; delete it and run `emogen-bench weights fetch {assessment.spec.id}`, or give its "
+                "sha256 in a --weights-override file"
+            )
+        else:
+            labels = sorted({c.label for f in assessment.files for c in f.passed})
+            detail = f"{len(assessment.files)} file(s) at {assessment.path} match the {' and '.join(labels)}"
+        return ArtifactStatus(
+            id=assessment.spec.id,
+            state=state,
+            detail=detail,
+            path=assessment.path,
+            official=assessment.official,
+            overridden=assessment.override is not None,
+            resolved=resolved,
+        )
+
+    def _problem(self, assessment: _Assessment) -> str:
+        """The message of a missing or corrupt artifact: what, where, which hash, and the fix."""
+        spec = assessment.spec
+        fix_override = f"or point --weights-override at a local copy ([artifacts.\"{spec.id}\"] path = \"...\")"
+        fix = f"Run `emogen-bench weights fetch {spec.id}`, {fix_override}."
+        if assessment.override is not None:
+            fix = f"Fix [artifacts.\"{spec.id}\"] in {assessment.override.source}."
+        elif spec.source == "package":
+            fix = f"Reinstall the {spec.package.module} package, {fix_override}."  # type: ignore[union-attr]
+        if assessment.absent_reason:
+            return f"weight artifact {spec.id} is missing: {assessment.absent_reason}, {fix_override}."
+        if assessment.missing:
+            missing = assessment.missing
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            if spec.hf is not None:
+                names = ", ".join(f.name for f in missing[:3])
+                snapshot = f"{spec.hf.repo_id}@{spec.hf.revision}"
+                what = f"the Hugging Face snapshot {snapshot} in {assessment.path} ({names}{more})"
+            elif spec.is_folder:
+                wanted = ", ".join(f"{f.name} (sha256 {self._expected_text(spec, f.name)})" for f in missing[:3])
+                what = f"{len(missing)} of {len(assessment.files)} files in {assessment.path}: {wanted}{more}"
+            else:
+                what = f"{assessment.path} (sha256 {self._expected_text(spec, missing[0].name)})"
+            return f"weight artifact {spec.id} is missing: expected {what}. {fix}"
+        if assessment.digest_failure is not None:
+            expected, found = assessment.digest_failure
+            return (
+                f"weight artifact {spec.id} is corrupt: the files in {assessment.path} have listing digest "
+                f"sha256:{found}, the override expects sha256:{expected}. {fix}"
+            )
+        problems = "; ".join(
+            f"{f.path} has {'git sha1' if c.algo == 'git-sha1' else 'sha256'} {found}, "
+            f"expected {c.expected} ({c.label})"
+            for f, c, found in assessment.binding_failures[:3]
+        )
+        if assessment.override is None:
+            fix = f"Delete the file and run `emogen-bench weights fetch {spec.id}`, {fix_override}."
+        return f"weight artifact {spec.id} is corrupt: {problems}. {fix}"
+
+    def _expected_text(self, spec: ArtifactSpec, name: str) -> str:
+        file_spec = spec.file(name)
+        recorded = self._recorded(spec.id, name)
+        if file_spec.pin == "sha256":
+            return str(file_spec.sha256)
+        if recorded:
+            return f"{recorded}, recorded at first fetch"
+        if file_spec.pin == "sha256-prefix":
+            return f"{file_spec.sha256}..."
+        return "unpinned: recorded at the first verified fetch"
+
+
+def _snapshot_names(folder: Path, required: Sequence[str]) -> list[str]:
+    """Relative names of a snapshot's files: the required ones (present or not) plus every other file there."""
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else set()
+    return sorted(present | set(required))
+
+
+def _listing(folder: Path, names: Iterable[str]) -> tuple[tuple[str, Path], ...]:
+    return tuple((name, folder / name) for name in names)
+
+
+def _locate_package(spec: ArtifactSpec) -> _Location:
+    """The package file, found without importing the package (importing lpips would import torch)."""
+    package = spec.package
+    assert package is not None
+    try:
+        found = importlib.util.find_spec(package.module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        reason = f"the Python package {package.module!r} is not installed (pip install {package.module})"
+        return _Location(Path(package.resource), "package", None, (), reason)
+    path = Path(list(found.submodule_search_locations)[0]) / package.resource
+    return _Location(path, "package", None, ((spec.files[0].name, path),))
+
+
+def _hub_blob_checks(path: Path) -> list[_Check]:
+    """A Hub cache file is a link to a blob named by its hash: sha256 for LFS files, git sha1 for others."""
+    blob = Path(os.path.realpath(path)).name if path.is_symlink() else ""
+    if _SHA256.fullmatch(blob):
+        return [_Check("Hub blob sha256", blob, True, True)]
+    if _SHA1.fullmatch(blob):
+        return [_Check("Hub git blob sha1", blob, True, True, "git-sha1")]
+    return []

@@ -1,0 +1,30 @@
+"""The public API that reference/, baselines/ and leaderboard/ build on, and the layering rule."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import emogen_bench
+
+PACKAGE = Path(emogen_bench.__file__).parent
+
+
+def test_every_public_name_resolves() -> None:
+    for name in emogen_bench.__all__:
+        assert getattr(emogen_bench, name) is not None, name
+
+
+def test_benchmark_never_imports_the_method_packages() -> None:
+    forbidden = {"reference", "baselines", "leaderboard"}
+    offenders = []
+    for source in PACKAGE.rglob("*.py"):
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{source.relative_to(PACKAGE)}: {n}" for n in names if n.split(".")[0] in forbidden]
+    assert offenders == []
