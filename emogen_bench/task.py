@@ -93,3 +93,32 @@ DATA = DataPolicy()
 
 #: Default seed of every seeded procedure (bootstraps, sampling, oversampling).
 DEFAULT_SEED = 0
+
+#: Metric keys, in the order tables show them; used by ``--metrics`` and in results JSON.
+METRIC_KEYS: tuple[str, ...] = ("fid", "kid", "lpips", "emo_a", "emo_a_resnet50", "sem_c", "sem_d")
+
+
+@dataclass(frozen=True)
+class MetricProtocol:
+    """How each metric is computed under ``eicg-v1``; every value here changes printed numbers."""
+
+    #: FID/KID: clean-fid "clean" resize (PIL bicubic per channel in float) to this square size.
+    inception_size: int = 299
+    #: LPIPS: shorter side resized (bicubic) and centre-cropped to this square; 512x512 is untouched.
+    lpips_size: int = 512
+    #: ResNets (ImageNet, Places365, EmoSet): resize shorter side to 256, centre crop 224.
+    resnet_resize: int = 256
+    resnet_crop: int = 224
+    #: KID: polynomial kernel (d^-1 x.y + 1)^3, unbiased MMD^2 averaged over seeded subsets.
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    #: Reference features kept per emotion for KID (a seeded sample of the reference set).
+    kid_reference_per_emotion: int = 2000
+    #: Confidence intervals: 95%, percentile bootstrap over images (seeded) for means of per-image
+    #: values; Wilson score for accuracies; delete-a-group jackknife for the all-pairs diversities.
+    ci_level: float = 0.95
+    bootstrap_samples: int = 1000
+    jackknife_groups: int = 20
+
+
+METRICS = MetricProtocol()
