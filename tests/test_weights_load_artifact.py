@@ -38,7 +38,8 @@ def test_a_changed_byte_is_refused_before_loading(tmp_path: Path, official_artif
     data[-1] ^= 0xFF
     tampered.write_bytes(bytes(data))
     override = tmp_path / "override.toml"
-    override.write_text(f'[artifacts.emo-head-clip]\npath = "{tampered}"\nsha256 = "{"80f72314e31e10a1e40e6e38687dd81a03e8e3ab2de03832d37e7a280485c998"}"\n')
+    pinned = "80f72314e31e10a1e40e6e38687dd81a03e8e3ab2de03832d37e7a280485c998"  # PROTOCOL.md section 4
+    override.write_text(f'[artifacts.emo-head-clip]\npath = "{tampered}"\nsha256 = "{pinned}"\n')
     with pytest.raises(WeightsError, match="80f72314"):
         load_artifact("emo-head-clip", open_store(override, offline=True))
 
