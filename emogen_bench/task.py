@@ -119,6 +119,9 @@ class MetricProtocol:
     ci_level: float = 0.95
     bootstrap_samples: int = 1000
     jackknife_groups: int = 20
+    #: Models always run on batches of exactly this many images (the last one padded), so a
+    #: feature never depends on the loader's batch size or on the images beside it.
+    model_batch: int = 16
 
 
 METRICS = MetricProtocol()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -117,35 +116,3 @@ def test_validate_through_a_subprocess(example: Path, tmp_path: Path) -> None:
 
     usage = _run_module("validate", str(tmp_path / "absent"))
     assert usage.returncode == 2 and "does not exist" in usage.stderr and "Traceback" not in usage.stderr
-
-
-def test_demo_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "install check on synthetic images" in out
-    assert "removed afterwards" in out
-    assert out.strip().splitlines()[-1] == f"VALID: 0 errors, 0 warnings; {REDUCED_LABEL}"
-
-
-def test_demo_keeps_out_and_its_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out_dir = tmp_path / "demo"
-    assert main(["demo", "--out", str(out_dir), "--per-emotion", "3", "--json", "-q"]) == 0
-    document = json.loads(capsys.readouterr().out)
-    assert document["synthetic"] is True and document["kept"] is True and document["ok"] is True
-    assert document["submission"] == str(out_dir)
-    assert document["validation"]["run"]["per_emotion"] == 3
-    assert sorted(os.listdir(out_dir)) == sorted([*EMOTION_NAMES, "submission.json"])
-    assert all(len(os.listdir(out_dir / emotion)) == 3 for emotion in EMOTION_NAMES)
-
-
-def test_demo_refuses_a_non_empty_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "mine.txt").write_text("keep")
-    assert main(["demo", "--out", str(tmp_path), "-q"]) == 2
-    assert "not empty" in capsys.readouterr().err
-    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
-
-
-def test_demo_bad_per_emotion_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--per-emotion", "1", "-q"]) == 2
-    assert "per-emotion" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []

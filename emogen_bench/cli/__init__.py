@@ -19,7 +19,7 @@ from emogen_bench.task import PROTOCOL
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, every subcommand registered."""
-    from emogen_bench.cli import data, demo, validate, weights
+    from emogen_bench.cli import data, demo, evaluate, reference_stats, validate, weights
 
     parser = argparse.ArgumentParser(
         prog="emogen-bench",
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"emogen-bench {__version__} ({PROTOCOL})")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, validate, data, weights):
+    for module in (demo, validate, evaluate, reference_stats, data, weights):
         module.register(subparsers)
     return parser
 

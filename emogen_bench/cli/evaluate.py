@@ -1,0 +1,120 @@
+"""``emogen-bench evaluate DIR``: score a submission; a thin face over :func:`emogen_bench.evaluate.evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from emogen_bench.cli.common import add_quiet_flag, add_weights_override
+from emogen_bench.config import OUTPUT_FORMATS, EvalConfig, parse_metrics
+from emogen_bench.errors import ExitCode
+from emogen_bench.paths import bench_home
+from emogen_bench.task import METRIC_KEYS
+
+DEFAULTS = EvalConfig()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` subcommand."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a submission: FID, KID, LPIPS, Emo-A, Sem-C, Sem-D with confidence intervals",
+        description=(
+            "Validate the submission (an invalid one is refused with its report), run every metric model once "
+            "per image (features cached by content hash), and print the results with 95%% confidence intervals. "
+            "The results JSON records the protocol, the submission digest, every weight's hash and the seed."
+        ),
+    )
+    parser.add_argument(
+        "submission", type=Path, metavar="DIR", help="the submission folder (one sub-folder per emotion)"
+    )
+    parser.add_argument(
+        "--reference-stats",
+        type=Path,
+        metavar="REF",
+        help="reference statistics for FID/KID (emogen-bench reference-stats build); without them "
+        "FID and KID are reported as not computed",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="where to write the results JSON (default: a new file under $EMOGEN_BENCH_HOME/results/)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--metrics",
+        default="all",
+        metavar="LIST",
+        help=f"comma-separated metric keys or 'all' (default); keys: {', '.join(METRIC_KEYS)}",
+    )
+    parser.add_argument(
+        "--per-emotion",
+        type=int,
+        metavar="N",
+        default=DEFAULTS.per_emotion,
+        help="declare a smaller run of N images per emotion (labelled as such everywhere)",
+    )
+    parser.add_argument(
+        "--device", default=DEFAULTS.device, help=f"auto, cpu, cuda, cuda:1, ... (default {DEFAULTS.device})"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULTS.batch_size,
+        help=f"images decoded per batch (default {DEFAULTS.batch_size}); never changes a result",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULTS.num_workers,
+        help=f"data-loader worker processes (default {DEFAULTS.num_workers})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULTS.seed,
+        help=f"seed of KID subsets and bootstrap intervals (default {DEFAULTS.seed})",
+    )
+    parser.add_argument("--format", choices=OUTPUT_FORMATS, default="table", help="what to print (default table)")
+    parser.add_argument("--no-cache", action="store_true", help="compute every feature again and cache nothing")
+    add_weights_override(parser)
+    add_quiet_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+def default_out(digest: str) -> Path:
+    """A new results file under the cache folder: never replaces an earlier result."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return bench_home() / "results" / f"{digest.removeprefix('sha256:')[:12]}-{stamp}.json"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, write the JSON, print the report; 0 on success."""
+    from emogen_bench.evaluate import evaluate
+    from emogen_bench.report import render
+
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        from emogen_bench.errors import UsageError
+
+        raise UsageError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
+    config = EvalConfig(
+        metrics=parse_metrics(args.metrics),
+        per_emotion=args.per_emotion,
+        reference_stats=args.reference_stats,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        seed=args.seed,
+        cache=not args.no_cache,
+        weights_override=args.weights_override,
+        show_progress=not args.quiet,
+    )
+    result = evaluate(args.submission, config)
+    out = result.write(args.out or default_out(result.submission["digest"]), overwrite=args.overwrite)
+    print(render(result.to_dict(), args.format))
+    if args.format in ("table", "markdown") or not args.quiet:
+        print(f"\nresults JSON: {out}", file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
+    return int(ExitCode.OK)

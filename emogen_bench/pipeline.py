@@ -1,0 +1,495 @@
+"""One pass over the images: each decoded once, each model run once per image, features cached.
+
+The flow of :func:`extract`:
+
+1. Put the items in the canonical order (emotion id, relative path).
+2. Read what the cache holds: per-image features of each cacheable extractor
+   (by image sha256), and the LPIPS summary of each emotion (by the sequence
+   of the emotion's image hashes).
+3. One data-loader pass over the images that still need any model: a worker
+   reads each file once, checks its sha256, decodes it to 8-bit RGB and applies
+   every needed extractor's ``preprocess`` to the same array.  Cached images are
+   never opened.
+4. The main process gathers each extractor's inputs into batches of exactly
+   ``task.METRICS.model_batch`` images, in canonical order, whatever the
+   loader's batch size or worker count: every image is seen by the model at
+   the same batch position in every run, so its features do not depend on
+   those settings.  Each model batch's features are written to the cache at
+   once, so an interrupted run resumes where it stopped.
+5. LPIPS features (millions of values per image) are never stored: each row is
+   added, in canonical order, to one streaming :class:`PairwiseAccumulator`
+   per emotion (group = index within the emotion modulo ``lpips_groups``),
+   summarised when the emotion ends, and the small summary is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from emogen_bench.cache import FeatureCache
+from emogen_bench.errors import BenchError, DataError, UsageError
+from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
+from emogen_bench.hashing import sha256_bytes
+from emogen_bench.metrics.intervals import group_ids
+from emogen_bench.metrics.pairwise import PairwiseAccumulator, PairwiseSummary
+from emogen_bench.progress import progress
+from emogen_bench.task import EMOTION_IDS, METRICS
+
+#: The extractor whose features are reduced to per-emotion all-pairs summaries instead of returned.
+LPIPS = "lpips"
+#: The output of the LPIPS extractor that the all-pairs identity is applied to.
+LPIPS_OUTPUT = "phi"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image to score: its file, its path relative to the set's root (posix), content hash and emotion."""
+
+    path: Path
+    relpath: str
+    sha256: str
+    emotion: str
+
+    def __post_init__(self) -> None:
+        if self.emotion not in EMOTION_IDS:
+            raise ValueError(f"{self.relpath}: unknown emotion {self.emotion!r}")
+        if not _SHA256.fullmatch(self.sha256):
+            raise ValueError(f"{self.relpath}: {self.sha256!r} is not a sha256 (64 lower-case hex digits)")
+
+
+def canonical_key(item: ImageItem) -> tuple[int, str]:
+    """The canonical order of images: emotion id, then relative path."""
+    return (EMOTION_IDS[item.emotion], item.relpath)
+
+
+def items_from_report(report: Any) -> list[ImageItem]:
+    """The images of a validated submission (a ``ValidationReport``), in canonical order."""
+    items = [
+        ImageItem(path=Path(report.path) / entry.path, relpath=entry.path, sha256=entry.sha256,
+                  emotion=entry.path.split("/", 1)[0])
+        for entry in report.manifest
+    ]
+    return sorted(items, key=canonical_key)
+
+
+@dataclass(eq=False)
+class ExtractionResult:
+    """What one pass produced.
+
+    ``features[extractor][output]`` is ``(len(items), *shape)``, row ``i`` for
+    ``items[i]`` as given (LPIPS excluded: see ``lpips``).  ``lpips[emotion]``
+    is the all-pairs summary of that emotion's LPIPS features.  ``counts[extractor]``
+    has ``computed`` (images run through the model now) and ``cached`` (images
+    whose features came from the cache; for LPIPS, images of emotions whose
+    summary was cached).  ``decoded`` is the number of image files read.
+    ``timings`` are seconds per stage: ``cache_read``, ``loader_wait`` (the
+    main process waiting for decoded, preprocessed images), ``model.<name>``,
+    ``cache_write``, ``lpips_accumulate``, ``lpips_summary`` and ``total``.
+    """
+
+    features: dict[str, dict[str, np.ndarray]]
+    lpips: dict[str, PairwiseSummary]
+    timings: dict[str, float]
+    counts: dict[str, dict[str, int]]
+    decoded: int = 0
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; a CUDA device that is absent is a usage error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device}: no CUDA device is available here; use --device cpu (or auto)")
+    return resolved
+
+
+# --- decoding -------------------------------------------------------------------------------------
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Encoded image bytes -> ``H x W x 3`` uint8 RGB array (grayscale and other modes converted to RGB)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        return np.array(rgb, dtype=np.uint8)
+
+
+def read_image(path: Path, sha256: str) -> np.ndarray:
+    """Read ``path`` once, check its bytes still hash to ``sha256``, decode it; errors name the file."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing; it was listed (validated or indexed) but is no longer there") from None
+    except OSError as error:
+        raise DataError(f"{path} cannot be read: {error.strerror or error}") from None
+    actual = sha256_bytes(data)
+    if actual != sha256:
+        raise DataError(
+            f"{path} changed after it was listed: its sha256 is {actual}, the listing recorded {sha256}. "
+            "Validate the submission again (or re-create the EmoSet index with `emogen-bench data prepare`)"
+        )
+    try:
+        return decode_image(data)
+    except Exception as error:  # noqa: BLE001 - PIL raises many types for a bad file; all mean "not an image"
+        raise DataError(f"{path} cannot be decoded as an image ({type(error).__name__}: {error})") from None
+
+
+@dataclass(frozen=True)
+class _Work:
+    """One image the loader must read: its canonical position and the extractors that need it."""
+
+    position: int
+    path: Path
+    sha256: str
+    needs: tuple[str, ...]
+
+
+class _ImageDataset(torch.utils.data.Dataset):
+    """Decode each image once and apply each needed extractor's preprocessing to it."""
+
+    def __init__(self, work: Sequence[_Work], preprocessors: Mapping[str, Callable[[np.ndarray], torch.Tensor]]):
+        self.work = list(work)
+        self.preprocessors = dict(preprocessors)
+
+    def __len__(self) -> int:
+        return len(self.work)
+
+    def __getitem__(self, index: int) -> tuple[int, dict[str, torch.Tensor] | BenchError]:
+        work = self.work[index]
+        try:
+            image = read_image(work.path, work.sha256)
+        except BenchError as error:  # returned, not raised: the main process raises it with a clean message
+            return work.position, error
+        return work.position, {name: self.preprocessors[name](image) for name in work.needs}
+
+
+@dataclass
+class _LoaderBatch:
+    """A loader batch regrouped per extractor: canonical positions and stacked inputs."""
+
+    inputs: dict[str, tuple[list[int], torch.Tensor]]
+    errors: list[BenchError]
+
+    def pin_memory(self) -> _LoaderBatch:
+        """Page-locked copies, so the copy to a CUDA device can overlap with work (``pin_memory=True``)."""
+        return _LoaderBatch({name: (p, t.pin_memory()) for name, (p, t) in self.inputs.items()}, self.errors)
+
+
+def _collate(samples: list[tuple[int, dict[str, torch.Tensor] | BenchError]]) -> _LoaderBatch:
+    positions: dict[str, list[int]] = {}
+    tensors: dict[str, list[torch.Tensor]] = {}
+    errors = []
+    for position, result in samples:
+        if isinstance(result, BenchError):
+            errors.append(result)
+            continue
+        for name, tensor in result.items():
+            positions.setdefault(name, []).append(position)
+            tensors.setdefault(name, []).append(tensor)
+    return _LoaderBatch({name: (positions[name], torch.stack(tensors[name])) for name in positions}, errors)
+
+
+# --- bookkeeping ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stopwatch:
+    """Seconds spent per stage, summed over the pass."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+class _FeatureTable:
+    """Per-output arrays over the canonical positions, allocated on the first row seen."""
+
+    def __init__(self, info: ExtractorInfo, n: int) -> None:
+        self.info = info
+        self.n = n
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def fill(self, positions: list[int], outputs: Mapping[str, np.ndarray]) -> None:
+        for name, value in outputs.items():
+            if name not in self.arrays:
+                self.arrays[name] = np.empty((self.n, *value.shape), dtype=value.dtype)
+            self.arrays[name][positions] = value
+
+    def in_order(self, inverse: np.ndarray) -> dict[str, np.ndarray]:
+        """The arrays reordered from canonical positions to the caller's item order."""
+        if not self.arrays:
+            return {name: np.empty((0, *shape), dtype=np.float32) for name, shape in self.info.outputs.items()}
+        return {name: array[inverse] for name, array in self.arrays.items()}
+
+
+class _Pending:
+    """Preprocessed inputs of one extractor (already on the device) waiting for a full model batch, in order."""
+
+    def __init__(self) -> None:
+        self.positions: list[int] = []
+        self.inputs: torch.Tensor | None = None
+
+    def add(self, positions: list[int], inputs: torch.Tensor) -> None:
+        self.positions.extend(positions)
+        self.inputs = inputs if self.inputs is None else torch.cat([self.inputs, inputs])
+
+    def take(self, *, final: bool) -> tuple[list[int], torch.Tensor] | None:
+        """Every whole model batch waiting (and, if ``final``, the rest too); ``None`` when there is none."""
+        size = len(self.positions) if final else len(self.positions) // METRICS.model_batch * METRICS.model_batch
+        if size == 0 or self.inputs is None:
+            return None
+        positions, inputs = self.positions[:size], self.inputs[:size]
+        self.positions = self.positions[size:]
+        self.inputs = self.inputs[size:] if self.positions else None
+        return positions, inputs
+
+
+def check_outputs(info: ExtractorInfo, outputs: Mapping[str, np.ndarray], rows: int) -> None:
+    """Raise when an extractor's outputs do not match what its :class:`ExtractorInfo` declares (a bug)."""
+    got = {name: tuple(value.shape) for name, value in outputs.items()}
+    want = {name: (rows, *shape) for name, shape in info.outputs.items()}
+    if got != want:
+        raise RuntimeError(
+            f"extractor {info.name!r} returned outputs {got} for {rows} images, but its ExtractorInfo declares "
+            f"{dict(info.outputs)}; this is a bug in the extractor"
+        )
+
+
+# --- LPIPS summaries ------------------------------------------------------------------------------
+
+
+def lpips_summary_key(info: ExtractorInfo, sha256s: Sequence[str], groups: int) -> str:
+    """Cache key of one emotion's LPIPS summary.
+
+    The hashes are taken in canonical order, not sorted: the jackknife group of
+    an image is its index within the emotion, so the same images under other
+    names can have other groups (the mean is the same; the interval may not be).
+    """
+    document = {"v": 1, "extractor": info.cache_key, "groups": groups, "images": list(sha256s)}
+    return "lpips-" + hashlib.sha256(json.dumps(document).encode()).hexdigest()
+
+
+class _LpipsReducer:
+    """Adds LPIPS rows, arriving in canonical order, to one accumulator per emotion; summarises each."""
+
+    def __init__(self, groups: int, keys: Mapping[str, str], positions: Mapping[str, list[int]],
+                 cache: FeatureCache, clock: _Stopwatch) -> None:
+        self.groups, self.keys, self.cache, self.clock = groups, keys, cache, clock
+        self.starts = {emotion: found[0] for emotion, found in positions.items()}
+        self.group_of = {emotion: group_ids(len(found), groups) for emotion, found in positions.items()}
+        self.summaries: dict[str, PairwiseSummary] = {}
+        self.emotion: str | None = None
+        self.accumulator: PairwiseAccumulator | None = None
+
+    def add(self, emotion: str, positions: Sequence[int], rows: np.ndarray) -> None:
+        """Add the rows of consecutive canonical ``positions``, all of ``emotion``."""
+        if emotion != self.emotion:
+            self.finish()
+            self.emotion, self.accumulator = emotion, PairwiseAccumulator(rows[0].size, self.groups)
+        assert self.accumulator is not None
+        indices = np.asarray(positions) - self.starts[emotion]
+        with self.clock("lpips_accumulate"):
+            self.accumulator.add(rows.reshape(len(rows), -1), self.group_of[emotion][indices])
+
+    def finish(self) -> None:
+        """Summarise the emotion in progress (if any) and cache its summary."""
+        if self.emotion is None or self.accumulator is None:
+            return
+        with self.clock("lpips_summary"):
+            summary = self.accumulator.summary()
+        with self.clock("cache_write"):
+            self.cache.put_summary(self.keys[self.emotion], summary.to_dict())
+        self.summaries[self.emotion] = summary
+        self.emotion, self.accumulator = None, None
+
+
+def cached_summary(document: Any, groups: int, n: int) -> PairwiseSummary | None:
+    """A cached LPIPS summary document as a :class:`PairwiseSummary`; ``None`` unless it is one for ``n`` images."""
+    try:
+        summary = PairwiseSummary.from_dict(document)
+    except (TypeError, KeyError, ValueError):
+        return None
+    return summary if summary.groups == groups and summary.n == n else None
+
+
+# --- the pass -------------------------------------------------------------------------------------
+
+
+def extract(
+    items: Sequence[ImageItem],
+    extractors: Mapping[str, FeatureExtractor],
+    *,
+    cache: FeatureCache,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str | torch.device = "auto",
+    show_progress: bool = True,
+    lpips_groups: int = METRICS.jackknife_groups,
+    desc: str = "extracting features",
+) -> ExtractionResult:
+    """Run every extractor once on every image that the cache does not already cover.
+
+    ``extractors`` maps names to extractors (``"lpips"`` is reduced to
+    per-emotion summaries, see :class:`ExtractionResult`); they are moved to
+    ``device``.  Images identical in content are computed once.  Raises
+    :class:`DataError` naming a file that is missing, changed since it was
+    listed, or not decodable; features computed before the error stay cached.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch size must be a positive integer (got {batch_size!r})")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise UsageError(f"number of data-loader workers must be 0 or more (got {num_workers!r})")
+    clock = _Stopwatch()
+    started = time.perf_counter()
+    given = list(items)
+    order = sorted(range(len(given)), key=lambda i: canonical_key(given[i]))
+    canon = [given[i] for i in order]
+    inverse = np.empty(len(given), dtype=np.int64)
+    inverse[order] = np.arange(len(given))
+    target = resolve_device(device)
+
+    positions_of: dict[str, list[int]] = {}
+    for position, item in enumerate(canon):
+        positions_of.setdefault(item.sha256, []).append(position)
+    tables = {name: _FeatureTable(ex.info, len(canon)) for name, ex in extractors.items() if name != LPIPS}
+    counts = {name: {"computed": 0, "cached": 0} for name in extractors}
+    needs: dict[int, list[str]] = {}
+
+    for name, table in tables.items():
+        with clock("cache_read"):
+            hits = cache.get_many(table.info, positions_of)
+        for sha, outputs in hits.items():
+            table.fill(positions_of[sha], outputs)
+            counts[name]["cached"] += len(positions_of[sha])
+        for sha, positions in positions_of.items():
+            if sha not in hits:
+                needs.setdefault(positions[0], []).append(name)
+
+    lpips: _LpipsReducer | None = None
+    if LPIPS in extractors:
+        lpips = _plan_lpips(canon, extractors[LPIPS].info, lpips_groups, cache, clock, needs, counts[LPIPS])
+
+    work = [
+        _Work(position, canon[position].path, canon[position].sha256, tuple(sorted(needs[position])))
+        for position in sorted(needs)
+    ]
+    if work:
+        used = sorted({name for entry in work for name in entry.needs})
+        for name in used:
+            extractors[name].to(target)
+        dataset = _ImageDataset(work, {name: extractors[name].preprocess for name in used})
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate,
+            pin_memory=target.type == "cuda",
+        )
+        pending = {name: _Pending() for name in used}
+
+        def run(name: str, *, final: bool) -> None:
+            taken = pending[name].take(final=final)
+            if taken is None:
+                return
+            positions, inputs = taken
+            extractor = extractors[name]
+            with clock(f"model.{name}"):
+                outputs = extractor(inputs)
+            check_outputs(extractor.info, outputs, len(positions))
+            counts[name]["computed"] += len(positions)
+            if name == LPIPS:
+                assert lpips is not None
+                phi = outputs[LPIPS_OUTPUT]
+                emotions = [canon[p].emotion for p in positions]
+                for start, stop in _runs(emotions):
+                    lpips.add(emotions[start], positions[start:stop], phi[start:stop])
+                return
+            rows = {
+                canon[p].sha256: {out: value[row] for out, value in outputs.items()} for row, p in enumerate(positions)
+            }
+            for sha, row_outputs in rows.items():
+                tables[name].fill(positions_of[sha], row_outputs)
+            with clock("cache_write"):
+                cache.put_many(extractor.info, rows)
+
+        batches: Iterator[_LoaderBatch] | None = iter(loader)
+        try:
+            for _ in progress(range(len(loader)), desc=desc, total=len(loader), enabled=show_progress, unit="batch"):
+                with clock("loader_wait"):
+                    batch = next(batches)  # type: ignore[arg-type]
+                if batch.errors:
+                    raise batch.errors[0]
+                for name, (positions, inputs) in batch.inputs.items():
+                    pending[name].add(positions, inputs.to(target, non_blocking=True))
+                    run(name, final=False)
+        finally:
+            batches = None  # on an error, stop the workers now, not when the traceback is collected
+        for name in used:
+            run(name, final=True)
+    if lpips is not None:
+        lpips.finish()
+
+    clock.seconds["total"] = time.perf_counter() - started
+    return ExtractionResult(
+        features={name: table.in_order(inverse) for name, table in tables.items()},
+        lpips=dict(sorted(lpips.summaries.items(), key=lambda kv: EMOTION_IDS[kv[0]])) if lpips else {},
+        timings=clock.seconds,
+        counts=counts,
+        decoded=len(work),
+    )
+
+
+def _plan_lpips(
+    canon: Sequence[ImageItem],
+    info: ExtractorInfo,
+    groups: int,
+    cache: FeatureCache,
+    clock: _Stopwatch,
+    needs: dict[int, list[str]],
+    counts: dict[str, int],
+) -> _LpipsReducer:
+    """Take cached per-emotion LPIPS summaries; mark every image of the other emotions as needing LPIPS."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 2:
+        raise UsageError(f"lpips_groups must be an integer of at least 2 (got {groups!r})")
+    by_emotion: dict[str, list[int]] = {}
+    for position, item in enumerate(canon):
+        by_emotion.setdefault(item.emotion, []).append(position)
+    keys = {e: lpips_summary_key(info, [canon[p].sha256 for p in ps], groups) for e, ps in by_emotion.items()}
+    reducer = _LpipsReducer(groups, keys, by_emotion, cache, clock)
+    for emotion, positions in by_emotion.items():
+        with clock("cache_read"):
+            cached = cached_summary(cache.get_summary(keys[emotion]), groups, len(positions))
+        if cached is not None:
+            reducer.summaries[emotion] = cached
+            counts["cached"] += len(positions)
+            continue
+        for position in positions:
+            needs.setdefault(position, []).append(LPIPS)
+    return reducer
+
+
+def _runs(labels: Sequence[str]) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of each run of equal consecutive labels."""
+    start = 0
+    for index in range(1, len(labels) + 1):
+        if index == len(labels) or labels[index] != labels[start]:
+            yield start, index
+            start = index
