@@ -19,7 +19,7 @@ import numpy as np
 
 from emogen_bench.cache import FeatureCache
 from emogen_bench.config import EvalConfig
-from emogen_bench.errors import InvalidInputError, UsageError
+from emogen_bench.errors import InvalidInputError, UsageError, WeightsError
 from emogen_bench.features import METRIC_EXTRACTORS, build_extractors
 from emogen_bench.features.base import FeatureExtractor
 from emogen_bench.metrics import MetricValue
@@ -110,15 +110,34 @@ def compute_metrics(
     return overall, per_emotion
 
 
-def _artifacts(extractors: Mapping[str, FeatureExtractor], store: WeightStore | None) -> dict[str, Any]:
-    """Provenance of every artifact the extractors used: hash, official, overridden."""
+def _artifacts(
+    extractors: Mapping[str, FeatureExtractor], store: WeightStore | None, weights_override: Path | None
+) -> dict[str, Any]:
+    """Provenance of every artifact the extractors used: hash, official, overridden.
+
+    The digest recorded is always the one the extractor was built from.  Whether
+    those bytes are the official ones is taken from the weights store (the
+    override file applied) only when the store holds the very same bytes; an
+    artifact of extractors passed in by the caller that the store cannot vouch
+    for is recorded as not official, with source ``caller``.
+    """
     artifacts: dict[str, Any] = {}
     for extractor in extractors.values():
         for artifact_id, digest in extractor.info.artifacts.items():
-            if extractor.info.smoke or store is None:
+            if extractor.info.smoke:
                 artifacts[artifact_id] = {"digest": digest, "official": False, "overridden": False, "smoke": True}
                 continue
-            resolved = store.resolve(artifact_id)
+            if store is None:
+                store = open_store(weights_override)
+            try:
+                resolved = store.resolve(artifact_id)
+            except WeightsError:
+                resolved = None
+            if resolved is None or resolved.digest != digest:
+                artifacts[artifact_id] = {
+                    "digest": digest, "official": False, "overridden": False, "source": "caller", "path": None,
+                }
+                continue
             artifacts[artifact_id] = {
                 "digest": resolved.digest,
                 "official": resolved.official,
@@ -208,7 +227,7 @@ def evaluate(
             "manifest": [[entry.path, entry.sha256] for entry in report.manifest],
         },
         reference=reference.provenance() if reference is not None else None,
-        artifacts=_artifacts(extractors, store),
+        artifacts=_artifacts(extractors, store, config.weights_override),
         seed=config.seed,
         config=config.to_dict(),
         environment=environment(device),

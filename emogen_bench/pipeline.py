@@ -398,7 +398,7 @@ def extract(
         used = sorted({name for entry in work for name in entry.needs})
         for name in used:
             extractors[name].to(target)
-        dataset = _ImageDataset(work, {name: extractors[name].preprocess for name in used})
+        dataset = _ImageDataset(work, {name: extractors[name].preprocessor for name in used})
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate,
             pin_memory=target.type == "cuda",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from emogen_bench import __version__
-from emogen_bench.errors import InvalidInputError
+from emogen_bench.errors import InvalidInputError, UsageError
 from emogen_bench.fileio import write_json_atomic
 from emogen_bench.metrics import MetricValue
 from emogen_bench.task import EMOTION_NAMES, METRIC_KEYS
@@ -121,14 +121,18 @@ class EvaluationResult:
         }
 
     def write(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the JSON document atomically; refuses to replace an existing file unless asked."""
-        path = Path(path)
-        if path.exists() and not overwrite:
-            from emogen_bench.errors import UsageError
+        """Write the JSON document atomically; refuses to replace an existing file unless asked.
 
+        Without ``overwrite`` the file is put in place with a hard link, so a file
+        that appears under that name meanwhile is not replaced either.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder; --out takes the path of the results JSON file")
+        if path.exists() and not overwrite:
             raise UsageError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
         path.parent.mkdir(parents=True, exist_ok=True)
-        return write_json_atomic(path, self.to_dict())
+        return write_json_atomic(path, self.to_dict(), overwrite=overwrite)
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

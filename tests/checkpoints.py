@@ -74,13 +74,13 @@ def _save(obj: object, folder: Path, name: str, **kwargs) -> Path:  # type: igno
 
 
 class _FakeInceptionLayers(nn.Module):
-    """Stand-in for the NVlabs ``layers`` submodule: normalised image -> (N, 2048, 1, 1)."""
+    """Stand-in for the NVlabs ``layers`` submodule: normalised image -> (N, feature_dim, 1, 1)."""
 
-    def __init__(self) -> None:
+    def __init__(self, feature_dim: int = 2048) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 8, kernel_size=3, stride=4)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.expand = nn.Conv2d(8, 2048, kernel_size=1)
+        self.expand = nn.Conv2d(8, feature_dim, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.expand(torch.relu(self.pool(self.conv(x))))
@@ -93,29 +93,34 @@ class FakeInception(nn.Module):
     any size, resizes them to 299x299 and returns (N, 2048) features; without
     ``return_features`` it returns (N, 1008) logits.  ``model.layers`` takes
     already resized images scaled to [-1, 1] (clean-fid calls it that way).
+    ``feature_dim`` other than 2048 makes a smaller stand-in (the extractor reads
+    the size from the model), for tests where FID's d x d algebra would dominate.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, feature_dim: int = 2048) -> None:
         super().__init__()
-        self.layers = _FakeInceptionLayers()
-        self.output = nn.Linear(2048, 1008)
+        self.feature_dim = feature_dim
+        self.layers = _FakeInceptionLayers(feature_dim)
+        self.output = nn.Linear(feature_dim, 1008)
 
     def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
         x = nn.functional.interpolate(img.float(), size=(299, 299), mode="bilinear", align_corners=False)
-        features = self.layers((x - 128.0) / 128.0).reshape(-1, 2048)
+        features = self.layers((x - 128.0) / 128.0).reshape(-1, self.feature_dim)
         if return_features:
             return features
         return self.output(features)
 
 
-def write_inception_fid(folder: Path, seed: int = 0, name: str = FILE_NAMES["inception-fid"]) -> Path:
+def write_inception_fid(
+    folder: Path, seed: int = 0, name: str = FILE_NAMES["inception-fid"], *, feature_dim: int = 2048
+) -> Path:
     """A TorchScript archive with the NVlabs Inception's interface (see :class:`FakeInception`)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated; the real file is TorchScript
         torch.manual_seed(seed)
-        torch.jit.save(torch.jit.script(FakeInception().eval()), str(path))
+        torch.jit.save(torch.jit.script(FakeInception(feature_dim).eval()), str(path))
     return path
 
 
@@ -157,28 +162,30 @@ TINY_CLIP = {
 }
 
 
-def tiny_clip_model(seed: int = 0):  # type: ignore[no-untyped-def]
-    """A full ``CLIPModel`` (text and vision towers) of the toy size, seeded, in eval mode."""
+def tiny_clip_model(seed: int = 0, projection_dim: int = TINY_CLIP["projection_dim"]):  # type: ignore[no-untyped-def]
+    """A full ``CLIPModel`` (text and vision towers) of the toy size, seeded, in eval mode.
+
+    ``projection_dim=768`` gives ViT-L/14's embedding size, which the real-layout
+    emotion head (768 -> 8) needs.
+    """
     from transformers import CLIPConfig, CLIPModel
 
-    config = CLIPConfig(
-        text_config=TINY_CLIP["text"], vision_config=TINY_CLIP["vision"], projection_dim=TINY_CLIP["projection_dim"]
-    )
+    config = CLIPConfig(text_config=TINY_CLIP["text"], vision_config=TINY_CLIP["vision"], projection_dim=projection_dim)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return CLIPModel(config).eval()
 
 
-def write_clip_snapshot(folder: Path, seed: int = 0) -> Path:
+def write_clip_snapshot(folder: Path, seed: int = 0, *, projection_dim: int = TINY_CLIP["projection_dim"]) -> Path:
     """A snapshot folder like ``openai/clip-vit-large-patch14``: a full CLIPModel (safetensors) + image processor.
 
     As in the real snapshot, the weights include the text tower, and the
-    projection size lives in the top-level config.
+    projection size (``projection_dim``) lives in the top-level config.
     """
     from transformers import CLIPImageProcessor
 
     folder.mkdir(parents=True, exist_ok=True)
-    tiny_clip_model(seed).save_pretrained(folder, safe_serialization=True)
+    tiny_clip_model(seed, projection_dim).save_pretrained(folder, safe_serialization=True)
     size = TINY_CLIP["vision"]["image_size"]
     CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(folder)
     return folder
@@ -187,44 +194,64 @@ def write_clip_snapshot(folder: Path, seed: int = 0) -> Path:
 # ---- CLIP emotion head -----------------------------------------------------------------------------
 
 
-def emotion_head_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """The released head's layout: ``fc.weight`` (8, 768), ``fc.bias`` (8,)."""
+def emotion_head_state_dict(
+    seed: int = 0, *, weight_scale: float = 0.05, bias_scale: float = 1.0
+) -> dict[str, torch.Tensor]:
+    """The released head's layout: ``fc.weight`` (8, 768), ``fc.bias`` (8,), N(0, scale^2) entries."""
     generator = torch.Generator().manual_seed(seed)
     return {
-        "fc.weight": 0.05 * torch.randn((8, 768), generator=generator),
-        "fc.bias": torch.randn(8, generator=generator),
+        "fc.weight": weight_scale * torch.randn((8, 768), generator=generator),
+        "fc.bias": bias_scale * torch.randn(8, generator=generator),
     }
 
 
-def write_emotion_head(folder: Path, seed: int = 0, name: str = FILE_NAMES["emo-head-clip"]) -> Path:
-    return _save(emotion_head_state_dict(seed), folder, name)
+def write_emotion_head(
+    folder: Path,
+    seed: int = 0,
+    name: str = FILE_NAMES["emo-head-clip"],
+    *,
+    weight_scale: float = 0.05,
+    bias_scale: float = 1.0,
+) -> Path:
+    """The head file; ``bias_scale=0`` makes the prediction depend on the image rather than on the bias."""
+    return _save(emotion_head_state_dict(seed, weight_scale=weight_scale, bias_scale=bias_scale), folder, name)
 
 
 # ---- ResNet-50: ImageNet V1 and Places365 ------------------------------------------------------------
 
 
 def resnet50_state_dict(
-    seed: int = 0, num_classes: int = 1000, *, num_batches_tracked: bool = True
+    seed: int = 0, num_classes: int = 1000, *, num_batches_tracked: bool = True, fc_scale: float = 1.0
 ) -> dict[str, torch.Tensor]:
-    """torchvision ResNet-50 layout (``conv1``, ``bn1``, ``layer1..4``, ``fc``) with random weights."""
+    """torchvision ResNet-50 layout (``conv1``, ``bn1``, ``layer1..4``, ``fc``) with random weights.
+
+    ``fc_scale`` multiplies the classifier (``fc.weight``, ``fc.bias``): the random
+    trunk's features are large, so at 1.0 the softmax is saturated (a max
+    probability of 1.0 for every image); a small scale gives probabilities that
+    depend on the image.
+    """
     from torchvision.models import resnet50
 
     state = random_state_dict(_meta_state(lambda: resnet50(num_classes=num_classes)), seed)
+    state["fc.weight"] = state["fc.weight"] * fc_scale
+    state["fc.bias"] = state["fc.bias"] * fc_scale
     if not num_batches_tracked:
         state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     return state
 
 
-def write_resnet50_imagenet(folder: Path, seed: int = 0, name: str = FILE_NAMES["resnet50-imagenet-v1"]) -> Path:
-    return _save(resnet50_state_dict(seed), folder, name)
+def write_resnet50_imagenet(
+    folder: Path, seed: int = 0, name: str = FILE_NAMES["resnet50-imagenet-v1"], *, fc_scale: float = 1.0
+) -> Path:
+    return _save(resnet50_state_dict(seed, fc_scale=fc_scale), folder, name)
 
 
-def places365_checkpoint(seed: int = 0) -> dict[str, object]:
+def places365_checkpoint(seed: int = 0, *, fc_scale: float = 1.0) -> dict[str, object]:
     """The CSAIL training checkpoint: ``epoch``, ``arch``, ``state_dict`` (keys ``module.*``), ``best_prec1``.
 
     Saved by PyTorch 0.2 (2017): no BatchNorm ``num_batches_tracked`` buffers yet.
     """
-    state = resnet50_state_dict(seed, num_classes=365, num_batches_tracked=False)
+    state = resnet50_state_dict(seed, num_classes=365, num_batches_tracked=False, fc_scale=fc_scale)
     return {
         "epoch": 22,
         "arch": "resnet50",
@@ -234,21 +261,28 @@ def places365_checkpoint(seed: int = 0) -> dict[str, object]:
 
 
 def write_resnet50_places365(
-    folder: Path, seed: int = 0, name: str = FILE_NAMES["resnet50-places365"], *, legacy_format: bool = True
+    folder: Path,
+    seed: int = 0,
+    name: str = FILE_NAMES["resnet50-places365"],
+    *,
+    legacy_format: bool = True,
+    fc_scale: float = 1.0,
 ) -> Path:
     """The Places365 checkpoint, by default in PyTorch's legacy (pre-1.6, non-zip) serialisation."""
-    return _save(places365_checkpoint(seed), folder, name, _use_new_zipfile_serialization=not legacy_format)
+    checkpoint = places365_checkpoint(seed, fc_scale=fc_scale)
+    return _save(checkpoint, folder, name, _use_new_zipfile_serialization=not legacy_format)
 
 
 # ---- EmoSet ResNet-50 emotion encoder ---------------------------------------------------------------
 
 
-def emoset_resnet50_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+def emoset_resnet50_state_dict(seed: int = 0, *, fc_scale: float = 1.0) -> dict[str, torch.Tensor]:
     """The released ``2023-08-22-best.pth`` layout.
 
     ``cnn.*``: a full torchvision ResNet-50 (``cnn.fc`` included); ``backbone.0..7.*``:
     the same tensors again (conv1, bn1, relu, maxpool, layer1..layer4, shared);
-    ``fc_1`` Linear(2048, 768); ``fc_2.2`` Linear(768, 8).
+    ``fc_1`` Linear(2048, 768); ``fc_2.2`` Linear(768, 8), multiplied by ``fc_scale``
+    (small values keep the emotion softmax away from saturation).
     """
     cnn = resnet50_state_dict(seed)
     state = {f"cnn.{k}": v for k, v in cnn.items()}
@@ -259,8 +293,8 @@ def emoset_resnet50_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed + 1)
     state["fc_1.weight"] = 0.02 * torch.randn((768, 2048), generator=generator)
     state["fc_1.bias"] = 0.02 * torch.randn(768, generator=generator)
-    state["fc_2.2.weight"] = 0.05 * torch.randn((8, 768), generator=generator)
-    state["fc_2.2.bias"] = 0.05 * torch.randn(8, generator=generator)
+    state["fc_2.2.weight"] = 0.05 * fc_scale * torch.randn((8, 768), generator=generator)
+    state["fc_2.2.bias"] = 0.05 * fc_scale * torch.randn(8, generator=generator)
     return state
 
 
@@ -272,12 +306,13 @@ def write_emoset_resnet50(
     wrap: str | None = None,
     module_prefix: bool = False,
     state: Mapping[str, torch.Tensor] | None = None,
+    fc_scale: float = 1.0,
 ) -> Path:
     """Write the encoder's state dict (or ``state``), raw or as ``{wrap: ...}``, keys optionally ``module.``-prefixed.
 
     Keys sharing one tensor are stored once, as in the real 108.9 MB file.
     """
-    state = dict(emoset_resnet50_state_dict(seed) if state is None else state)
+    state = dict(emoset_resnet50_state_dict(seed, fc_scale=fc_scale) if state is None else state)
     if module_prefix:
         state = {f"module.{k}": v for k, v in state.items()}
     return _save(state if wrap is None else {wrap: state, "epoch": 10}, folder, name)

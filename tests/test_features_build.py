@@ -40,9 +40,7 @@ def _store(home: Path, override: Path | None = None) -> WeightStore:
 
 def _clip_snapshot(folder: Path, projection_dim: int, seed: int = 0) -> Path:
     """The tiny snapshot of ``tests/checkpoints.py`` with another projection size."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(ckpt.TINY_CLIP, "projection_dim", projection_dim)
-        return ckpt.write_clip_snapshot(folder, seed=seed)
+    return ckpt.write_clip_snapshot(folder, seed=seed, projection_dim=projection_dim)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from emogen_bench.cli.common import add_quiet_flag, add_weights_override
 from emogen_bench.config import OUTPUT_FORMATS, EvalConfig, parse_metrics
-from emogen_bench.errors import ExitCode
+from emogen_bench.errors import ExitCode, UsageError
 from emogen_bench.paths import bench_home
 from emogen_bench.task import METRIC_KEYS
 
@@ -96,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
     from emogen_bench.evaluate import evaluate
     from emogen_bench.report import render
 
+    if args.out is not None and args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; pass the path of the results JSON file")
     if args.out is not None and args.out.exists() and not args.overwrite:
-        from emogen_bench.errors import UsageError
-
         raise UsageError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
     config = EvalConfig(
         metrics=parse_metrics(args.metrics),
@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     )
     result = evaluate(args.submission, config)
     out = result.write(args.out or default_out(result.submission["digest"]), overwrite=args.overwrite)
-    print(render(result.to_dict(), args.format))
+    text = render(result.to_dict(), args.format)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")  # CSV and Markdown end with their own newline
     if args.format in ("table", "markdown") or not args.quiet:
         print(f"\nresults JSON: {out}", file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
     return int(ExitCode.OK)
