@@ -232,6 +232,7 @@ def evaluate(
         config=config.to_dict(),
         environment=environment(device),
         timings={k: round(v, 3) for k, v in timings.items()},
+        features={name: dict(c) for name, c in extraction.counts.items()},
         overall=overall,
         per_emotion=per_emotion,
         not_computed=not_computed,

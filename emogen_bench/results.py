@@ -84,6 +84,7 @@ class EvaluationResult:
     overall: dict[str, MetricValue]
     per_emotion: dict[str, dict[str, MetricValue]]
     not_computed: dict[str, str] = field(default_factory=dict)
+    features: dict[str, dict[str, int]] = field(default_factory=dict)
     benchmark_version: str = __version__
     created: str = ""
 
@@ -110,6 +111,7 @@ class EvaluationResult:
             "config": self.config,
             "environment": self.environment,
             "timings": self.timings,
+            "features": self.features,
             "metrics": {
                 "overall": {key: value.to_dict() for key, value in self.overall.items()},
                 "per_emotion": {

@@ -456,6 +456,9 @@ def test_warm_reevaluation_reads_no_image_and_gives_identical_metrics(
     assert not [key for key in again.timings if key.startswith("extract.model.")]
     assert {p: p.stat().st_mtime_ns for p in cache_root.rglob("*") if p.is_file()} == before  # nothing written
     assert again.to_dict()["artifacts"] == e2e_evaluation.result.to_dict()["artifacts"]
+    n = again.submission["n_images"]
+    assert all(counts["computed"] == 0 and counts["cached"] == n for counts in again.features.values())
+    assert all(counts["computed"] == n for counts in e2e_evaluation.result.features.values())
 
 
 def test_loader_batch_size_and_workers_do_not_change_any_number(
