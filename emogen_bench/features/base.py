@@ -58,23 +58,27 @@ class ExtractorInfo:
 
 
 class FeatureExtractor(ABC):
-    """A model plus its preprocessing; subclasses set ``info`` and implement the two steps."""
+    """A model plus its preprocessing.
+
+    Subclasses set ``info`` and implement ``forward``.  The preprocessing is
+    either a picklable callable holding no model, stored as ``_preprocessor``
+    (what the built-in extractors do, so workers started with ``spawn`` or
+    ``forkserver`` receive no model copies), or an override of ``preprocess``.
+    """
 
     info: ExtractorInfo
+    _preprocessor: Callable[[np.ndarray], torch.Tensor] | None = None
 
-    @abstractmethod
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """One ``H x W x 3`` uint8 RGB array -> one model input tensor (CPU); must be picklable."""
+        """One ``H x W x 3`` uint8 RGB array -> one model input tensor (CPU)."""
+        if self._preprocessor is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no _preprocessor and does not override preprocess")
+        return self._preprocessor(image)
 
     @property
     def preprocessor(self) -> Callable[[np.ndarray], torch.Tensor]:
-        """The preprocessing alone, as a picklable callable that holds no model (for data-loader workers).
-
-        Defaults to the bound ``preprocess`` (which pickles the whole extractor,
-        models included); the built-in extractors return a small dataclass, so
-        workers started with ``spawn`` or ``forkserver`` receive no model copies.
-        """
-        return self.preprocess
+        """The preprocessing alone, as a picklable callable for data-loader workers."""
+        return self._preprocessor if self._preprocessor is not None else self.preprocess
 
     @abstractmethod
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -129,13 +129,6 @@ class ClipExtractor(FeatureExtractor):
             smoke=smoke,
         )
 
-    @property
-    def preprocessor(self) -> ClipPreprocess:
-        return self._preprocessor
-
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return self._preprocessor(image)
-
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         from emogen_bench.models.clip import clip_image_embeddings
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -38,13 +37,6 @@ class EmoSetExtractor(FeatureExtractor):
             artifacts=dict(artifacts),
             smoke=smoke,
         )
-
-    @property
-    def preprocessor(self) -> ResizeCropNormalize:
-        return self._preprocessor
-
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return self._preprocessor(image)
 
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self.model(batch).float()}

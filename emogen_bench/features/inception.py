@@ -66,12 +66,5 @@ class InceptionExtractor(FeatureExtractor):
             smoke=smoke,
         )
 
-    @property
-    def preprocessor(self) -> CleanResize:
-        return self._preprocessor
-
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return self._preprocessor(image)
-
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"pool": inception_pool(self.model, batch.float())}

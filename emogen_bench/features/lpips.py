@@ -137,12 +137,5 @@ class LpipsExtractor(FeatureExtractor):
             smoke=smoke,
         )
 
-    @property
-    def preprocessor(self) -> LpipsPreprocess:
-        return self._preprocessor
-
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return self._preprocessor(image)
-
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"phi": lpips_phi(self.lpips_model, batch.float())}

@@ -79,13 +79,6 @@ class SemanticExtractor(FeatureExtractor):
             smoke=smoke,
         )
 
-    @property
-    def preprocessor(self) -> ResizeCropNormalize:
-        return self._preprocessor
-
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return self._preprocessor(image)
-
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = {}
         for prefix, model in (("imagenet", self.imagenet_model), ("places", self.places_model)):
