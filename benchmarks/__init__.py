@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks of the evaluation pipeline (pytest-benchmark; not part of the test suite)."""
