@@ -156,3 +156,14 @@ def test_mismatched_or_broken_features_are_refused() -> None:
     broken[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         fid(broken, reference, groups=None)
+
+
+@pytest.mark.parametrize("n", [3, 40, 70])
+def test_gram_route_equals_the_covariance_route(n: int) -> None:
+    # n <= d takes the n x n Gram matrix; n > d the d x d covariance: both must give the same distance.
+    rng = np.random.default_rng(n)
+    reference = GaussianStats.from_features(rng.normal(size=(200, 64)) @ rng.normal(size=(64, 64)))
+    generated = rng.normal(0.3, 1.2, size=(n, 64))
+    factored = FrechetReference(reference)
+    expected = factored.distance(GaussianStats.from_features(generated))
+    assert factored.distance_to_features(generated) == pytest.approx(expected, rel=1e-10, abs=1e-10)
