@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 
 from emogen_bench.features.base import ExtractorInfo
+from emogen_bench.hashing import SHA256_HEX
 from emogen_bench.paths import bench_home
 
 #: Bumped when the on-disk layout changes; older layouts are left alone (``clear`` removes them all).
 LAYOUT = "v1"
 _LAYOUT_DIR = re.compile(r"v[0-9]+")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -105,7 +105,7 @@ class FeatureCache:
         """Where the outputs of ``info``'s extractor for the image ``sha256`` are stored."""
         if not _SAFE_NAME.fullmatch(info.name):
             raise ValueError(f"extractor name {info.name!r} cannot be used as a cache folder name")
-        if not _SHA256.fullmatch(sha256):
+        if not SHA256_HEX.fullmatch(sha256):
             raise ValueError(f"{sha256!r} is not a sha256 (64 lower-case hex digits)")
         return self._base / "items" / info.name / info.cache_key / sha256[:2] / f"{sha256}.npz"
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 _CHUNK = 1 << 20
+
+#: A full hex sha256 (lower case), as every file hash in the benchmark is written.
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_file(path: str | Path) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,7 +41,7 @@ from PIL import Image
 from emogen_bench.cache import FeatureCache
 from emogen_bench.errors import BenchError, DataError, UsageError
 from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
-from emogen_bench.hashing import sha256_bytes
+from emogen_bench.hashing import SHA256_HEX, sha256_bytes
 from emogen_bench.metrics.intervals import group_ids
 from emogen_bench.metrics.pairwise import PairwiseAccumulator, PairwiseSummary
 from emogen_bench.progress import progress
@@ -52,7 +51,6 @@ from emogen_bench.task import EMOTION_IDS, METRICS
 LPIPS = "lpips"
 #: The output of the LPIPS extractor that the all-pairs identity is applied to.
 LPIPS_OUTPUT = "phi"
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ class ImageItem:
     def __post_init__(self) -> None:
         if self.emotion not in EMOTION_IDS:
             raise ValueError(f"{self.relpath}: unknown emotion {self.emotion!r}")
-        if not _SHA256.fullmatch(self.sha256):
+        if not SHA256_HEX.fullmatch(self.sha256):
             raise ValueError(f"{self.relpath}: {self.sha256!r} is not a sha256 (64 lower-case hex digits)")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from emogen_bench import task
 from emogen_bench.errors import DataError, UsageError
-from emogen_bench.hashing import sha256_bytes, sha256_file
+from emogen_bench.hashing import SHA256_HEX, sha256_bytes, sha256_file
 
 INDEX_FILE = "index.csv"
 SUMMARY_FILE = "summary.json"
@@ -30,7 +30,6 @@ SUMMARY_MD_FILE = "summary.md"
 INDEX_FORMAT = "emogen-bench-eicg-index"
 ATTRIBUTE_KINDS: tuple[str, ...] = ("scene", "object")
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -151,7 +150,7 @@ def _parse_row(record: list[str], line: int, csv_path: Path) -> IndexRow:
     for name in ("id", "attribute", "attribute_original", "path"):
         if not values[name]:
             raise bad(f"empty {name}")
-    if values["sha256"] and not _SHA256.fullmatch(values["sha256"]):
+    if values["sha256"] and not SHA256_HEX.fullmatch(values["sha256"]):
         raise bad(f"sha256 {values['sha256']!r} is not 64 lower-case hex digits")
     return IndexRow(**{**values, "emotion_id": task.EMOTION_IDS[emotion]})  # type: ignore[arg-type]
 

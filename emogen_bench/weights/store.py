@@ -28,7 +28,7 @@ from typing import Any, Literal
 from emogen_bench import paths
 from emogen_bench.errors import WeightsError
 from emogen_bench.fileio import write_json_atomic
-from emogen_bench.hashing import digest_listing, sha256_file
+from emogen_bench.hashing import SHA256_HEX, digest_listing, sha256_file
 from emogen_bench.progress import progress
 from emogen_bench.weights.download import RetryPolicy, digest_matches, download
 from emogen_bench.weights.override import Override, Overrides
@@ -42,7 +42,6 @@ FAILING_STATES: tuple[str, ...] = ("missing", "corrupt")
 RECORDS_FILE = "recorded.json"
 HASH_CACHE_FILE = "verified.json"
 HF_CACHE_FOLDER = "hf"
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
@@ -401,7 +400,7 @@ class WeightStore:
     def _recorded(self, artifact_id: str, name: str) -> str | None:
         entry = self._records.get(artifact_id, {}).get(name)
         digest = entry.get("sha256") if isinstance(entry, dict) else None
-        return digest if isinstance(digest, str) and _SHA256.fullmatch(digest) else None
+        return digest if isinstance(digest, str) and SHA256_HEX.fullmatch(digest) else None
 
     def _put_record(self, artifact_id: str, name: str, digest: str, *, origin: str) -> None:
         entry = {"sha256": digest, "source": origin, "recorded_at": _utc_now()}
@@ -640,7 +639,7 @@ def _locate_package(spec: ArtifactSpec) -> _Location:
 def _hub_blob_checks(path: Path) -> list[_Check]:
     """A Hub cache file is a link to a blob named by its hash: sha256 for LFS files, git sha1 for others."""
     blob = Path(os.path.realpath(path)).name if path.is_symlink() else ""
-    if _SHA256.fullmatch(blob):
+    if SHA256_HEX.fullmatch(blob):
         return [_Check("Hub blob sha256", blob, True, True)]
     if _SHA1.fullmatch(blob):
         return [_Check("Hub git blob sha1", blob, True, True, "git-sha1")]
