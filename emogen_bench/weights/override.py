@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from emogen_bench.errors import UsageError
-from emogen_bench.weights.registry import Registry, load_registry, tomllib
+from emogen_bench.weights.registry import Registry, load_registry, read_toml
 
 _DIGEST = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
 
@@ -57,13 +57,7 @@ class Overrides:
     def from_toml(cls, path: str | Path, registry: Registry | None = None) -> Overrides:
         """Read and check an override file against ``registry`` (the shipped one by default)."""
         path = Path(path).expanduser().absolute()
-        try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
-        except OSError as error:
-            raise UsageError(f"cannot read weights override file {path}: {error.strerror or error}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise UsageError(f"weights override file {path} is not valid TOML: {error}") from None
+        data = read_toml(path, "weights override file")
         return parse_overrides(data, source=path, registry=registry or load_registry())
 
 

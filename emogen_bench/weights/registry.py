@@ -171,14 +171,18 @@ class Registry:
     def from_toml(cls, path: str | Path) -> Registry:
         """Parse and validate a registry TOML file; :class:`UsageError` naming the file and key on problems."""
         path = Path(path)
-        try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
-        except OSError as error:
-            raise UsageError(f"cannot read weight registry {path}: {error.strerror or error}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise UsageError(f"weight registry {path} is not valid TOML: {error}") from None
-        return parse_registry(data, source=str(path))
+        return parse_registry(read_toml(path, "weight registry"), source=str(path))
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """Parse the TOML file ``path``; :class:`UsageError` naming ``what`` and the file when it fails."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise UsageError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{what} {path} is not valid TOML: {error}") from None
 
 
 def load_registry() -> Registry:
