@@ -173,7 +173,9 @@ def evaluate(
 
     metrics = config.metrics
     not_computed: dict[str, str] = {}
-    if reference is None and config.reference_stats is not None:
+    if not {"fid", "kid"} & set(metrics):
+        reference = None  # only FID and KID use it: neither loaded (~430 MB) nor cited when not requested
+    elif reference is None and config.reference_stats is not None:
         reference = load_reference_stats(config.reference_stats)
     if reference is None:
         for key in ("fid", "kid"):
