@@ -30,16 +30,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def image_items(tmp_path_factory: pytest.TempPathFactory) -> list:
+def submission_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixed image set written as a (reduced) benchmark submission."""
+    from emogen_bench.submission.example import write_example_submission
+
+    return write_example_submission(
+        tmp_path_factory.mktemp("bench") / "submission", per_emotion=PER_EMOTION, size=IMAGE_SIZE, seed=0
+    )
+
+
+@pytest.fixture(scope="session")
+def image_items(submission_root: Path) -> list:
     """The validated image set as pipeline items, in canonical order."""
     from emogen_bench.pipeline import items_from_report
     from emogen_bench.submission import validate_submission
-    from emogen_bench.submission.example import write_example_submission
 
-    root = write_example_submission(
-        tmp_path_factory.mktemp("bench") / "submission", per_emotion=PER_EMOTION, size=IMAGE_SIZE, seed=0
-    )
-    return items_from_report(validate_submission(root, show_progress=False))
+    return items_from_report(validate_submission(submission_root, show_progress=False))
+
+
+@pytest.fixture(scope="session")
+def saved_reference(extractors: dict, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """Synthetic 2048-d reference statistics for the benchmark's Inception, written to a file (so it has a sha256)."""
+    from benchmarks.synthetic import reference_stats
+    from emogen_bench.reference_stats import write_reference_stats
+
+    stats = reference_stats(extractor_info=extractors["inception"].info)
+    return write_reference_stats(stats, tmp_path_factory.mktemp("reference") / "reference.npz")
 
 
 @pytest.fixture(scope="session")

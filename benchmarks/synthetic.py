@@ -17,11 +17,40 @@ def random_gaussian(dim: int, rng: np.random.Generator) -> GaussianStats:
     return GaussianStats(rng.standard_normal(dim), factor @ factor.T + 0.01 * np.eye(dim), 100_000)
 
 
-def reference_stats(dim: int = 2048, *, seed: int = 0):  # noqa: ANN201 - ReferenceStats, imported lazily
-    """Reference statistics with random per-emotion and pooled Gaussians and random KID samples."""
-    from emogen_bench.reference_stats import ReferenceStats
+def reference_stats(dim: int = 2048, *, seed: int = 0, extractor_info=None):  # noqa: ANN001, ANN201
+    """Reference statistics with random per-emotion and pooled Gaussians and random KID samples.
+
+    With ``extractor_info`` (the Inception extractor's ``ExtractorInfo``) the
+    metadata is complete, so the statistics can be written with
+    ``write_reference_stats`` and used by ``evaluate``.
+    """
+    from emogen_bench import __version__
+    from emogen_bench.reference_stats import (
+        REFERENCE_FORMAT,
+        REFERENCE_FORMAT_VERSION,
+        ReferenceStats,
+        extractor_identity,
+    )
+    from emogen_bench.task import PROTOCOL
 
     rng = np.random.default_rng(seed)
+    metadata = {}
+    if extractor_info is not None:
+        metadata = {
+            "format": REFERENCE_FORMAT,
+            "format_version": REFERENCE_FORMAT_VERSION,
+            "protocol": PROTOCOL,
+            "benchmark_version": __version__,
+            "index_digest": "synthetic",
+            "split": "all",
+            "n": 100_000 * len(EMOTION_NAMES),
+            "counts": {emotion: 100_000 for emotion in EMOTION_NAMES},
+            "kid_sample_counts": {emotion: METRICS.kid_reference_per_emotion for emotion in EMOTION_NAMES},
+            "feature_dim": dim,
+            "extractor": extractor_identity(extractor_info),
+            "seed": seed,
+            "created": "synthetic",
+        }
     return ReferenceStats(
         per_emotion={emotion: random_gaussian(dim, rng) for emotion in EMOTION_NAMES},
         pooled=random_gaussian(dim, rng),
@@ -29,7 +58,7 @@ def reference_stats(dim: int = 2048, *, seed: int = 0):  # noqa: ANN201 - Refere
             emotion: rng.standard_normal((METRICS.kid_reference_per_emotion, dim), dtype=np.float32)
             for emotion in EMOTION_NAMES
         },
-        metadata={},
+        metadata=metadata,
     )
 
 

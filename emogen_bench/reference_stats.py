@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -295,10 +295,17 @@ def build_reference_stats(
         "seed": seed,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    arrays = _stats_arrays(per_emotion, pooled, kid_sample)
-    arrays["metadata"] = np.array(json.dumps(metadata))
+    return write_reference_stats(ReferenceStats(per_emotion, pooled, kid_sample, metadata), out, overwrite=overwrite)
+
+
+def write_reference_stats(stats: ReferenceStats, out_path: str | Path, *, overwrite: bool = False) -> ReferenceStats:
+    """Write ``stats`` (arrays and metadata) to ``out_path`` atomically; returns them with path and sha256 set."""
+    out = Path(out_path)
+    _check_out_path(out, overwrite)
+    arrays = _stats_arrays(stats.per_emotion, stats.pooled, stats.kid_sample)
+    arrays["metadata"] = np.array(json.dumps(dict(stats.metadata)))
     _write_npz_atomic(out, arrays, overwrite=overwrite)
-    return ReferenceStats(per_emotion, pooled, kid_sample, metadata, path=out, sha256=sha256_file(out))
+    return replace(stats, path=out, sha256=sha256_file(out))
 
 
 # --- loading --------------------------------------------------------------------------------------

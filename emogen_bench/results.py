@@ -85,6 +85,7 @@ class EvaluationResult:
     per_emotion: dict[str, dict[str, MetricValue]]
     not_computed: dict[str, str] = field(default_factory=dict)
     features: dict[str, dict[str, int]] = field(default_factory=dict)
+    metrics_cached: bool = False
     benchmark_version: str = __version__
     created: str = ""
 
@@ -112,6 +113,7 @@ class EvaluationResult:
             "environment": self.environment,
             "timings": self.timings,
             "features": self.features,
+            "metrics_cached": self.metrics_cached,
             "metrics": {
                 "overall": {key: value.to_dict() for key, value in self.overall.items()},
                 "per_emotion": {

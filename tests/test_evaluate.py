@@ -459,6 +459,50 @@ def test_warm_reevaluation_reads_no_image_and_gives_identical_metrics(
     n = again.submission["n_images"]
     assert all(counts["computed"] == 0 and counts["cached"] == n for counts in again.features.values())
     assert all(counts["computed"] == n for counts in e2e_evaluation.result.features.values())
+    assert again.metrics_cached and not e2e_evaluation.result.metrics_cached
+    assert "metrics" not in again.timings  # the metric values themselves came from the cache
+
+
+def test_features_cached_metrics_not_recomputes_the_maths_without_reading_an_image(
+    e2e_evaluation: E2EEvaluation, e2e_submission: Path, extractors: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged or removed metric-values entry is a miss: the maths runs again on the cached features."""
+    cache_root = e2e_evaluation.home / "features"
+    entries = [p for p in (cache_root / "v1" / "summaries").rglob("metrics-*.json")]
+    assert entries
+    saved = {p: p.read_bytes() for p in entries}
+    try:
+        for path in entries:
+            path.write_text('{"overall": 1}', encoding="utf-8")
+
+        def no_reading(path: Path, sha256: str) -> np.ndarray:
+            raise AssertionError(f"a warm re-evaluation read {path}")
+
+        monkeypatch.setattr(pipeline, "read_image", no_reading)
+        cache = FeatureCache(root=cache_root)
+        again = evaluate(e2e_submission, e2e_evaluation.config, extractors=extractors, cache=cache)
+        assert not again.metrics_cached and "metrics" in again.timings
+        assert _metrics(again) == _metrics(e2e_evaluation.result)
+    finally:
+        for path, data in saved.items():
+            path.write_bytes(data)
+
+
+def test_a_warm_reevaluation_from_the_weights_store_loads_no_model(
+    e2e_evaluation: E2EEvaluation, e2e_submission: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import emogen_bench.evaluate as evaluate_module
+
+    first = evaluate(e2e_submission, e2e_evaluation.config, cache=FeatureCache(root=e2e_evaluation.home / "features"))
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a warm re-evaluation built the models")
+
+    monkeypatch.setattr(evaluate_module, "build_extractors", no_loading)
+    again = evaluate(e2e_submission, e2e_evaluation.config, cache=FeatureCache(root=e2e_evaluation.home / "features"))
+    assert again.metrics_cached and "load_models" not in again.timings
+    assert _metrics(again) == _metrics(first) == _metrics(e2e_evaluation.result)
+    assert again.to_dict()["artifacts"] == first.to_dict()["artifacts"]
 
 
 def test_loader_batch_size_and_workers_do_not_change_any_number(

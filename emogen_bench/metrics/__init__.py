@@ -34,6 +34,18 @@ class MetricValue:
         ci95 = None if self.ci95 is None else [float(self.ci95[0]), float(self.ci95[1])]
         return {"value": float(self.value), "ci95": ci95, "n": int(self.n), **dict(self.extra)}
 
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> MetricValue:
+        """The inverse of :meth:`to_dict` (``extra`` is every key besides value, ci95 and n)."""
+        ci95 = document["ci95"]
+        extra = {k: v for k, v in document.items() if k not in ("value", "ci95", "n")}
+        return cls(
+            value=float(document["value"]),
+            ci95=None if ci95 is None else (float(ci95[0]), float(ci95[1])),
+            n=int(document["n"]),
+            extra=extra,
+        )
+
 
 # The metric modules import MetricValue from this package, so they are imported after it is defined.
 from emogen_bench.metrics.emo_a import emo_a  # noqa: E402
