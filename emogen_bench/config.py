@@ -4,8 +4,12 @@
 defaults, and :func:`emogen_bench.evaluate` takes the same object, so the CLI and
 the Python API can never disagree.  Settings here change how the work is done
 (device, batch size, cache), never what a number means: those are protocol
-constants in :mod:`emogen_bench.task`.  The seed is the exception that is
-recorded with every result: it drives KID's subsets and the bootstrap.
+constants in :mod:`emogen_bench.task`.  Two exceptions are recorded with every
+result: the seed (KID's subsets, the bootstrap, the paper-code pair sampling)
+and the ``protocol`` (:mod:`emogen_bench.protocols`), which names the
+definitions the numbers follow; ``pairs`` belongs to the ``emogen-paper-code``
+protocol (random pairs per emotion for its LPIPS and Sem-D) and is ignored by
+``eicg-v1``.
 """
 
 from __future__ import annotations
@@ -15,16 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from emogen_bench.errors import UsageError
-from emogen_bench.task import DEFAULT_SEED, METRIC_KEYS
+from emogen_bench.protocols import get_protocol
+from emogen_bench.task import DEFAULT_SEED, METRIC_KEYS, PROTOCOL
 
 OUTPUT_FORMATS = ("table", "json", "markdown", "csv")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """How to evaluate a submission; every field has the default the CLI shows."""
+    """How to evaluate a submission; every field has the default the CLI shows.
 
-    metrics: tuple[str, ...] = METRIC_KEYS
+    ``metrics=None`` means every metric of ``protocol``; a metric the protocol
+    does not define is a usage error.
+    """
+
+    metrics: tuple[str, ...] | None = None
     per_emotion: int | None = None
     reference_stats: Path | None = None
     device: str = "auto"
@@ -34,19 +43,30 @@ class EvalConfig:
     cache: bool = True
     weights_override: Path | None = None
     show_progress: bool = True
+    protocol: str = PROTOCOL
+    pairs: int = 10
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.metrics if m not in METRIC_KEYS]
-        if unknown or not self.metrics:
+        protocol = get_protocol(self.protocol)
+        metrics = protocol.metrics if self.metrics is None else tuple(self.metrics)
+        unknown = [m for m in metrics if m not in METRIC_KEYS]
+        if unknown or not metrics:
             raise UsageError(
                 f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METRIC_KEYS)}"
             )
+        foreign = [m for m in metrics if m not in protocol.metrics]
+        if foreign:
+            raise UsageError(
+                f"metric(s) {', '.join(foreign)} are not defined under protocol {protocol.name}; "
+                f"its metrics are {', '.join(protocol.metrics)}"
+            )
+        if isinstance(self.pairs, bool) or not isinstance(self.pairs, int) or self.pairs < 1:
+            raise UsageError(f"pairs per emotion must be an integer of at least 1 (got {self.pairs!r})")
         if self.batch_size < 1:
             raise UsageError(f"batch size must be at least 1 (got {self.batch_size})")
         if self.num_workers < 0:
             raise UsageError(f"number of workers must be 0 or more (got {self.num_workers})")
-        ordered = tuple(m for m in METRIC_KEYS if m in self.metrics)
-        object.__setattr__(self, "metrics", ordered)
+        object.__setattr__(self, "metrics", tuple(m for m in METRIC_KEYS if m in metrics))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings, recorded in every result."""
@@ -58,8 +78,8 @@ class EvalConfig:
         return document
 
 
-def parse_metrics(text: str) -> tuple[str, ...]:
-    """``"fid,lpips"`` -> ``("fid", "lpips")``; ``"all"`` -> every metric."""
+def parse_metrics(text: str, protocol: str = PROTOCOL) -> tuple[str, ...]:
+    """``"fid,lpips"`` -> ``("fid", "lpips")``; ``"all"`` -> every metric of ``protocol``."""
     if text.strip() == "all":
-        return METRIC_KEYS
+        return get_protocol(protocol).metrics
     return tuple(part.strip() for part in text.split(",") if part.strip())

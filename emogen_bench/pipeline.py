@@ -20,6 +20,10 @@ The flow of :func:`extract`:
    added, in canonical order, to one streaming :class:`PairwiseAccumulator`
    per emotion (group = index within the emotion modulo ``lpips_groups``),
    summarised when the emotion ends, and the small summary is cached.
+
+:func:`score_pairs` is the ``emogen-paper-code`` protocol's pair stage, run
+after the pass: only the images of the sampled pairs (a few hundred at most)
+are read and decoded again, at full resolution, for LPIPS and Sem-D.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ import torch
 from PIL import Image
 
 from emogen_bench.cache import FeatureCache
-from emogen_bench.errors import BenchError, DataError, UsageError
+from emogen_bench.errors import BenchError, DataError, InvalidInputError, UsageError
 from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
+from emogen_bench.features.paper_code import double_rescaled_embeddings, lpips_unit_distance
 from emogen_bench.hashing import SHA256_HEX, sha256_bytes
 from emogen_bench.metrics.intervals import group_ids
 from emogen_bench.metrics.pairwise import PairwiseAccumulator, PairwiseSummary
@@ -491,3 +496,68 @@ def _runs(labels: Sequence[str]) -> Iterator[tuple[int, int]]:
         if index == len(labels) or labels[index] != labels[start]:
             yield start, index
             start = index
+
+
+# --- the emogen-paper-code pair stage -------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class PairScores:
+    """Model outputs on the sampled pairs, per emotion, rows in the order of the pairs.
+
+    ``lpips[emotion]`` is ``(P,)`` (LPIPS of each pair, images in [0, 1]);
+    ``clip[emotion]`` is ``(P, 2, dim)`` (the double-rescaled CLIP embeddings of
+    both images).  ``decoded`` is the number of image files read.
+    """
+
+    lpips: dict[str, np.ndarray]
+    clip: dict[str, np.ndarray]
+    decoded: int
+    seconds: float
+
+
+def score_pairs(
+    files: Sequence[ImageItem],
+    pairs: Mapping[str, np.ndarray],
+    *,
+    lpips_model: torch.nn.Module | None = None,
+    clip: tuple[torch.nn.Module, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> PairScores:
+    """Run the paper-code LPIPS and/or CLIP (``(vision model, image processor)``) on the sampled pairs.
+
+    ``pairs[emotion]`` holds ``(P, 2)`` indices into ``files``.  Each sampled
+    file is read once (its sha256 checked).  Two images of different sizes in
+    an LPIPS pair are an :class:`InvalidInputError` naming both files: the
+    released code would crash on them.
+    """
+    started = time.perf_counter()
+    target = resolve_device(device)
+    needed = sorted({int(i) for chosen in pairs.values() for i in np.asarray(chosen).ravel()})
+    images = {i: read_image(files[i].path, files[i].sha256) for i in needed}
+    lpips_values: dict[str, np.ndarray] = {}
+    clip_values: dict[str, np.ndarray] = {}
+    if lpips_model is not None:
+        lpips_model.to(target)
+        for emotion, chosen in pairs.items():
+            values = []
+            for first, second in np.asarray(chosen):
+                a, b = images[int(first)], images[int(second)]
+                if a.shape != b.shape:
+                    raise InvalidInputError(
+                        f"{files[int(first)].path} ({a.shape[1]}x{a.shape[0]}) and {files[int(second)].path} "
+                        f"({b.shape[1]}x{b.shape[0]}) were drawn as an LPIPS pair but differ in size; the "
+                        "emogen-paper-code protocol compares full-resolution images, as the released code does, "
+                        "so every *jpg image must have one size: resize them, or use the eicg-v1 protocol"
+                    )
+                values.append(lpips_unit_distance(lpips_model, a, b))
+            lpips_values[emotion] = np.asarray(values, dtype=np.float64)
+    if clip is not None:
+        vision_model, processor = clip
+        vision_model.to(target)
+        rows = double_rescaled_embeddings(vision_model, processor, [images[i] for i in needed])
+        row_of = {index: row for row, index in enumerate(needed)}
+        for emotion, chosen in pairs.items():
+            index = np.vectorize(row_of.__getitem__, otypes=[np.int64])(np.asarray(chosen))
+            clip_values[emotion] = rows[index]
+    return PairScores(lpips_values, clip_values, len(needed), time.perf_counter() - started)

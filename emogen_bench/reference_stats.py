@@ -18,6 +18,12 @@ about 430 MB.  Images are processed in blocks of :data:`BLOCK_IMAGES` in
 canonical order (emotion id, path), so memory stays bounded and the sums do not
 depend on the loader's batch size or worker count.  Features go through the
 feature cache like any evaluation's, so an interrupted build resumes.
+
+Under the ``emogen-paper-code`` protocol (``protocol=``) the statistics are
+those of the released code: the Inception behind its preprocessing (the
+extractor must be the paper-code variant), every indexed image of each emotion
+(split ``all``, forced), mean and covariance from raw float64 sums as
+torchmetrics computes them, and no KID sample (that protocol has no KID).
 """
 
 from __future__ import annotations
@@ -37,10 +43,13 @@ from emogen_bench.config import EvalConfig
 from emogen_bench.data import IndexRow, index_digest, load_index
 from emogen_bench.errors import DataError, InvalidInputError, UsageError
 from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
+from emogen_bench.features.paper_code import is_paper_code
 from emogen_bench.fileio import atomic_writer
 from emogen_bench.hashing import sha256_file
 from emogen_bench.metrics.fid import GaussianStats, StatsAccumulator
+from emogen_bench.metrics.paper_code import SumsAccumulator
 from emogen_bench.pipeline import ImageItem, canonical_key, extract
+from emogen_bench.protocols import PAPER_CODE, PROTOCOLS, get_protocol
 from emogen_bench.task import DATA, DEFAULT_SEED, EMOTION_NAMES, METRICS, PROTOCOL
 
 REFERENCE_FORMAT = "emogen-bench-reference-stats"
@@ -54,6 +63,11 @@ BLOCK_IMAGES = 256 * METRICS.model_batch
 #: Loader settings share the evaluation's defaults (they never change a result).
 DEFAULTS = EvalConfig()
 BUILD_HINT = "emogen-bench reference-stats build --index DIR --emoset-root ROOT --out REF.npz"
+
+
+def build_hint(protocol: str = PROTOCOL) -> str:
+    """The command that builds reference statistics for ``protocol``."""
+    return BUILD_HINT if protocol == PROTOCOL else f"{BUILD_HINT} --protocol {protocol}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +89,20 @@ class ReferenceStats:
     def kid_pooled(self) -> np.ndarray:
         """The pooled KID reference sample: the per-emotion samples stacked in EmoSet order."""
         return np.concatenate([self.kid_sample[emotion] for emotion in EMOTION_NAMES if emotion in self.kid_sample])
+
+    @property
+    def protocol(self) -> str:
+        """The protocol the statistics were built for."""
+        return str(self.metadata["protocol"])
+
+    def check_protocol(self, protocol: str) -> None:
+        """Refuse statistics built for another protocol than the evaluation's (other preprocessing, other set)."""
+        if self.protocol != protocol:
+            where = self.path if self.path is not None else "the reference statistics"
+            raise UsageError(
+                f"{where} were built for protocol {self.protocol}, but this evaluation uses {protocol}; their "
+                f"numbers are never mixed. Build reference statistics for {protocol} with `{build_hint(protocol)}`"
+            )
 
     @property
     def extractor(self) -> Mapping[str, Any]:
@@ -121,6 +149,15 @@ class ReferenceStats:
 
 
 # --- pure helpers ---------------------------------------------------------------------------------
+
+
+def check_split(split: str, protocol: str) -> None:
+    """Refuse a split the protocol does not use: ``emogen-paper-code`` compares against every image (``all``)."""
+    if get_protocol(protocol).name == PAPER_CODE and split != "all":
+        raise UsageError(
+            f"split {split!r} under protocol {PAPER_CODE}: the released code compares against every EmoSet image "
+            "of each emotion, so its reference statistics use split all (leave --split out)"
+        )
 
 
 def select_rows(rows: Sequence[IndexRow], split: str) -> list[IndexRow]:
@@ -219,6 +256,7 @@ def build_reference_stats(
     seed: int = DEFAULT_SEED,
     show_progress: bool = True,
     overwrite: bool = False,
+    protocol: str = PROTOCOL,
 ) -> ReferenceStats:
     """Compute the reference statistics of the indexed images of ``split`` and write them to ``out_path``.
 
@@ -226,8 +264,11 @@ def build_reference_stats(
     read (images whose features are already cached are not re-read); a
     missing or changed file is a :class:`DataError` naming it.  Each emotion
     needs at least two images.  ``out_path`` is never replaced unless
-    ``overwrite``; it is written atomically.
+    ``overwrite``; it is written atomically.  Under ``emogen-paper-code`` the
+    split must be ``all`` and ``extractor`` the paper-code Inception.
     """
+    check_split(split, protocol)
+    paper_code = get_protocol(protocol).name == PAPER_CODE
     out = Path(out_path)
     root = Path(emoset_root)
     _check_out_path(out, overwrite)
@@ -236,6 +277,12 @@ def build_reference_stats(
     info = extractor.info
     if FEATURE_OUTPUT not in info.outputs or len(info.outputs[FEATURE_OUTPUT]) != 1:
         raise UsageError(f"extractor {info.name!r} has no 1-d {FEATURE_OUTPUT!r} output; pass the Inception extractor")
+    if is_paper_code(info) != paper_code:
+        raise UsageError(
+            f"the Inception extractor given has the preprocessing {info.preprocess_version!r}, not the one of "
+            f"protocol {protocol}; build it with build_extractors(..., protocol={protocol!r}) "
+            f"(or tiny_extractors(protocol={protocol!r}))"
+        )
     all_rows = load_index(index_dir)
     rows = select_rows(all_rows, split)
     counts = {emotion: sum(row.emotion == emotion for row in rows) for emotion in EMOTION_NAMES}
@@ -248,8 +295,10 @@ def build_reference_stats(
         )
     items = _reference_items(rows, root, Path(index_dir))
     dim = info.outputs[FEATURE_OUTPUT][0]
-    chosen = kid_sample_positions(counts, seed, METRICS.kid_reference_per_emotion)
-    accumulators = {emotion: StatsAccumulator(dim) for emotion in EMOTION_NAMES}
+    kid_per_emotion = 0 if paper_code else METRICS.kid_reference_per_emotion
+    chosen = kid_sample_positions(counts, seed, kid_per_emotion)
+    accumulator_type = SumsAccumulator if paper_code else StatsAccumulator
+    accumulators = {emotion: accumulator_type(dim) for emotion in EMOTION_NAMES}
     kid_rows: dict[str, list[np.ndarray]] = {emotion: [] for emotion in EMOTION_NAMES}
     starts: dict[str, int] = {}
     for position, item in enumerate(items):
@@ -275,15 +324,17 @@ def build_reference_stats(
             kid_rows[emotion].append(segment[np.isin(within, chosen[emotion])])
 
     per_emotion = {emotion: accumulators[emotion].stats() for emotion in EMOTION_NAMES}
-    pooled_accumulator = StatsAccumulator(dim)
+    pooled_accumulator = accumulator_type(dim)
     for emotion in EMOTION_NAMES:
         pooled_accumulator.merge(accumulators[emotion])
     pooled = pooled_accumulator.stats()
-    kid_sample = {emotion: np.concatenate(kid_rows[emotion]).astype(np.float32) for emotion in EMOTION_NAMES}
+    kid_sample = {
+        emotion: np.concatenate(kid_rows[emotion]).astype(np.float32).reshape(-1, dim) for emotion in EMOTION_NAMES
+    }
     metadata = {
         "format": REFERENCE_FORMAT,
         "format_version": REFERENCE_FORMAT_VERSION,
-        "protocol": PROTOCOL,
+        "protocol": get_protocol(protocol).name,
         "benchmark_version": __version__,
         "index_digest": index_digest(all_rows),
         "split": split,
@@ -328,8 +379,10 @@ def _read_metadata(path: Path, archive: Any) -> dict[str, Any]:
     if version != REFERENCE_FORMAT_VERSION:
         raise _invalid(path, f"it has format version {version!r}; this emogen-bench reads version "
                              f"{REFERENCE_FORMAT_VERSION}")
-    if metadata.get("protocol") != PROTOCOL:
-        raise _invalid(path, f"it was built for protocol {metadata.get('protocol')!r}, not {PROTOCOL}")
+    if metadata.get("protocol") not in PROTOCOLS:
+        raise _invalid(
+            path, f"it was built for protocol {metadata.get('protocol')!r}, not one of {', '.join(PROTOCOLS)}"
+        )
     required = ("counts", "kid_sample_counts", "extractor", "feature_dim", "index_digest", "split", "seed", "created")
     absent = [key for key in required if key not in metadata]
     if absent:
@@ -360,7 +413,7 @@ def _read_array(path: Path, archive: Any, key: str, shape: tuple[int, ...]) -> n
 
 
 def load_reference_stats(path: str | Path) -> ReferenceStats:
-    """Read and check a reference-statistics file (format, version, protocol, every array's shape)."""
+    """Read and check a reference-statistics file (format, version, a known protocol, every array's shape)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"reference statistics {path} do not exist; build them with `{BUILD_HINT}`")

@@ -11,6 +11,7 @@ import io
 import json
 from typing import Any
 
+from emogen_bench.protocols import PAPER_CODE, PROTOCOLS
 from emogen_bench.results import (
     LOWER_IS_BETTER,
     METRIC_LABELS,
@@ -20,6 +21,19 @@ from emogen_bench.results import (
 )
 
 SMOKE_BANNER = "SMOKE RUN: tiny random models built in code; these numbers mean nothing about any method"
+#: Printed under the header of a paper-code result: it sits beside the published numbers, never beside eicg-v1.
+PAPER_CODE_BANNER = (
+    f"{PAPER_CODE}: released-code compatibility (quirks included, docs/paper_code.md); "
+    "comparable with the published EmoGen numbers, not comparable with eicg-v1"
+)
+
+
+def protocol_line(protocol: str) -> str | None:
+    """The line that labels a protocol whose numbers must not be read as the benchmark's own, else ``None``."""
+    known = PROTOCOLS.get(protocol)
+    if known is not None and known.name == PAPER_CODE:
+        return PAPER_CODE_BANNER
+    return None
 
 
 def format_value(key: str, value: float | None) -> str:
@@ -100,6 +114,9 @@ def _context_lines(document: dict[str, Any]) -> list[str]:
         + ("all official" if document["official_weights"] else "NOT all official (see artifacts in the JSON)")
         + f"  seed {document['seed']}  device {document['environment']['device']}",
     ]
+    label = protocol_line(document["protocol"])
+    if label is not None:
+        lines.insert(1, label)
     if document.get("smoke"):
         lines.insert(0, SMOKE_BANNER)
     return lines
@@ -113,8 +130,16 @@ def render_table(document: dict[str, Any]) -> str:
     if rows:
         parts += ["", "per emotion:", _grid(header, rows)]
     notes = []
-    if "fid" in metric_keys_in(document):
+    if "fid" in metric_keys_in(document) and document["protocol"] == PAPER_CODE:
+        notes.append("* FID per emotion is biased at this number of images (the released code reports it anyway).")
+    elif "fid" in metric_keys_in(document):
         notes.append("* FID per emotion is biased at this number of images; compare methods per emotion with KID.")
+    if document["protocol"] == PAPER_CODE and {"lpips", "sem_d"} & set(metric_keys_in(document)):
+        pairs = document.get("config", {}).get("pairs")
+        notes.append(
+            f"LPIPS and Sem-D: {pairs} seeded random pairs per emotion from a pool never reset (emotion k draws from "
+            "emotions 1..k), *jpg files only, as the released code; n = distinct images in the pairs."
+        )
     for key, reason in document.get("not_computed", {}).items():
         notes.append(f"{METRIC_LABELS.get(key, key)} not computed: {reason}")
     if notes:

@@ -28,3 +28,13 @@ def test_benchmark_never_imports_the_method_packages() -> None:
                 names = [node.module]
             offenders += [f"{source.relative_to(PACKAGE)}: {n}" for n in names if n.split(".")[0] in forbidden]
     assert offenders == []
+
+
+def test_the_readme_lists_every_quirk_of_the_compatibility_protocol() -> None:
+    from emogen_bench.protocols import PROTOCOLS
+
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    quirks = [quirk for protocol in PROTOCOLS.values() for quirk in protocol.quirks]
+    assert quirks
+    missing = [quirk.markdown() for quirk in quirks if quirk.markdown() not in readme]
+    assert missing == []

@@ -421,10 +421,10 @@ def test_cli_build_passes_every_option_to_the_api(reference: Reference, tmp_path
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     import emogen_bench.features as features
 
-    asked: list[list[str]] = []
+    asked: list[tuple[list[str], str]] = []
 
-    def fake_build_extractors(names, store=None):  # type: ignore[no-untyped-def]
-        asked.append(list(names))
+    def fake_build_extractors(names, store=None, *, protocol=PROTOCOL):  # type: ignore[no-untyped-def]
+        asked.append((list(names), protocol))
         return {"inception": ToyInception()}
 
     monkeypatch.setattr(features, "build_extractors", fake_build_extractors)
@@ -433,7 +433,7 @@ def test_cli_build_passes_every_option_to_the_api(reference: Reference, tmp_path
             "--out", str(out), "--split", "train", "--device", "cpu", "--batch-size", "3", "--workers", "0",
             "--seed", "4", "--quiet", "--json"]
     assert _cli(argv) == 0
-    assert asked == [["inception"]]
+    assert asked == [(["inception"], PROTOCOL)]
     document = json.loads(capsys.readouterr().out)
     assert document["split"] == "train" and document["seed"] == 4 and document["path"] == str(out)
     assert document["sha256"] == sha256_file(out)

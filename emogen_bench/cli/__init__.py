@@ -2,7 +2,10 @@
 
 Each subcommand lives in its own module with a ``register(subparsers)``
 function that adds its parser and sets ``handler``; a handler takes the parsed
-arguments and returns an exit code.  User errors (:class:`BenchError`) become a
+arguments and returns an exit code.  The packages built on the benchmark
+(``leaderboard``, ``reference``, ``baselines``) add their subcommands the same
+way through the ``emogen_bench.commands`` entry-point group, so this package
+never imports them.  User errors (:class:`BenchError`) become a
 one-line message and their exit code; anything else is reported as a bug.
 """
 
@@ -10,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import metadata
 
 from emogen_bench import __version__
 from emogen_bench.errors import BenchError, ExitCode
 from emogen_bench.task import PROTOCOL
+
+#: Entry-point group through which other packages add ``emogen-bench`` subcommands.
+COMMANDS_GROUP = "emogen_bench.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (demo, validate, evaluate, reference_stats, data, weights):
         module.register(subparsers)
+    for register in plugin_commands():
+        register(subparsers)
     return parser
+
+
+def plugin_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """The ``register`` functions of the ``emogen_bench.commands`` entry points, sorted by name.
+
+    A plugin that cannot be imported is skipped with a warning on stderr: the
+    benchmark's own commands must keep working whatever else is installed.
+    """
+    registers = []
+    for entry in sorted(metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            registers.append(entry.load())
+        except Exception as error:  # noqa: BLE001 - a broken plugin must not take the CLI down
+            print(f"emogen-bench: warning: command {entry.name!r} ({entry.value}) not loaded: {error}", file=sys.stderr)
+    return registers
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from emogen_bench.cli.common import add_quiet_flag, add_weights_override
 from emogen_bench.config import OUTPUT_FORMATS, EvalConfig, parse_metrics
 from emogen_bench.errors import ExitCode, UsageError
 from emogen_bench.paths import bench_home
+from emogen_bench.protocols import PAPER_CODE, PROTOCOLS
 from emogen_bench.task import METRIC_KEYS
 
 DEFAULTS = EvalConfig()
@@ -48,7 +49,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--metrics",
         default="all",
         metavar="LIST",
-        help=f"comma-separated metric keys or 'all' (default); keys: {', '.join(METRIC_KEYS)}",
+        help=f"comma-separated metric keys or 'all' (default: every metric of --protocol); keys: "
+        f"{', '.join(METRIC_KEYS)}",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        default=DEFAULTS.protocol,
+        help=f"how the numbers are defined (default {DEFAULTS.protocol}); {PAPER_CODE} reproduces the EmoGen "
+        "released scripts, quirks included (docs/paper_code.md), to sit beside the published numbers; its results "
+        "are never compared with eicg-v1",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        metavar="N",
+        default=DEFAULTS.pairs,
+        help=f"random pairs per emotion for the {PAPER_CODE} LPIPS and Sem-D (default {DEFAULTS.pairs}, as released); "
+        "ignored by eicg-v1",
     )
     parser.add_argument(
         "--per-emotion",
@@ -76,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed",
         type=int,
         default=DEFAULTS.seed,
-        help=f"seed of KID subsets and bootstrap intervals (default {DEFAULTS.seed})",
+        help=f"seed of KID subsets, bootstrap intervals and {PAPER_CODE} pair sampling (default {DEFAULTS.seed})",
     )
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="table", help="what to print (default table)")
     parser.add_argument("--no-cache", action="store_true", help="compute every feature again and cache nothing")
@@ -101,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.overwrite:
         raise UsageError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
     config = EvalConfig(
-        metrics=parse_metrics(args.metrics),
+        metrics=parse_metrics(args.metrics, args.protocol),
         per_emotion=args.per_emotion,
         reference_stats=args.reference_stats,
         device=args.device,
@@ -111,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         cache=not args.no_cache,
         weights_override=args.weights_override,
         show_progress=not args.quiet,
+        protocol=args.protocol,
+        pairs=args.pairs,
     )
     result = evaluate(args.submission, config)
     out = result.write(args.out or default_out(result.submission["digest"]), overwrite=args.overwrite)

@@ -10,6 +10,7 @@ from typing import Any
 from emogen_bench.cli.common import add_json_flag, add_quiet_flag, add_weights_override, print_json
 from emogen_bench.config import EvalConfig
 from emogen_bench.errors import ExitCode
+from emogen_bench.protocols import PAPER_CODE, PROTOCOLS
 from emogen_bench.task import DATA, DEFAULT_SEED, METRICS
 
 #: Loader settings share the evaluation's defaults; they never change a result.
@@ -44,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--out", type=Path, required=True, metavar="FILE", help="the statistics file to write (.npz)")
     build.add_argument("--split", choices=("all", *DATA.splits), default="all",
                        help="which reference images: the whole EICG subset (all, default) or one split")
+    build.add_argument("--protocol", choices=tuple(PROTOCOLS), default=DEFAULTS.protocol,
+                       help=f"the protocol the statistics are for (default {DEFAULTS.protocol}); {PAPER_CODE}: "
+                            "the released code's Inception preprocessing over every image of each emotion "
+                            "(split all), no KID sample")
     build.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     build.add_argument("--device", default=DEFAULTS.device,
                        help=f"auto, cpu, cuda, cuda:1, ... (default {DEFAULTS.device})")
@@ -91,10 +96,12 @@ def run_build(args: argparse.Namespace) -> int:
     """Handler of ``reference-stats build``: weights first (a missing one fails before any image is read)."""
     from emogen_bench.cache import FeatureCache
     from emogen_bench.features import build_extractors
-    from emogen_bench.reference_stats import build_reference_stats
+    from emogen_bench.reference_stats import build_reference_stats, check_split
     from emogen_bench.weights import open_store
 
-    extractor = build_extractors(["inception"], open_store(args.weights_override))["inception"]
+    check_split(args.split, args.protocol)
+    store = open_store(args.weights_override)
+    extractor = build_extractors(["inception"], store, protocol=args.protocol)["inception"]
     stats = build_reference_stats(
         args.index,
         args.emoset_root,
@@ -108,6 +115,7 @@ def run_build(args: argparse.Namespace) -> int:
         seed=args.seed,
         show_progress=not args.quiet,
         overwrite=args.overwrite,
+        protocol=args.protocol,
     )
     if args.json:
         print_json(stats.provenance())

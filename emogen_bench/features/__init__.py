@@ -4,8 +4,11 @@
 registry (hashes checked, nothing downloaded) and returns ready extractors;
 every missing artifact is reported at once, before any model is loaded or any
 image read.  ``tiny_extractors()`` returns seeded toy models with the same
-interface for the demo and the tests, labelled as smoke runs.  Extractors never
-parse command lines and never touch the feature cache.
+interface for the demo and the tests, labelled as smoke runs.  Both take a
+``protocol``: under ``emogen-paper-code`` the Inception extractor is its
+released-code variant (:mod:`emogen_bench.features.paper_code`), under the same
+name and weights but another preprocessing (so other cache entries).
+Extractors never parse command lines and never touch the feature cache.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from emogen_bench.errors import UsageError, WeightsError
 from emogen_bench.features.base import ExtractorInfo, FeatureExtractor, run_fixed_batches
 from emogen_bench.features.tiny import tiny_extractors
+from emogen_bench.protocols import PAPER_CODE, get_protocol
+from emogen_bench.task import PROTOCOL
 from emogen_bench.weights import LoadedArtifact, WeightStore, load_artifact, open_store
 
 #: Every extractor, in the order the pipeline runs them.
@@ -30,6 +35,17 @@ METRIC_EXTRACTORS: dict[str, tuple[str, ...]] = {
     "sem_c": ("semantic",),
     "sem_d": ("clip",),
 }
+
+
+
+def metric_extractors(metric: str, protocol: str = PROTOCOL) -> tuple[str, ...]:
+    """The extractors whose models ``metric`` needs under ``protocol`` (main pass and pair stage together)."""
+    if get_protocol(protocol).name == PAPER_CODE:
+        from emogen_bench.features.paper_code import PAIR_EXTRACTORS, PASS_EXTRACTORS
+
+        return PASS_EXTRACTORS[metric] + PAIR_EXTRACTORS.get(metric, ())
+    return METRIC_EXTRACTORS[metric]
+
 
 #: The weights-registry artifacts each extractor loads.
 ARTIFACTS_BY_EXTRACTOR: dict[str, tuple[str, ...]] = {
@@ -49,6 +65,12 @@ def _inception(loaded: Mapping[str, LoadedArtifact]) -> FeatureExtractor:
     from emogen_bench.features.inception import InceptionExtractor
 
     return InceptionExtractor(loaded["inception-fid"].value, _digests(loaded))
+
+
+def _inception_paper_code(loaded: Mapping[str, LoadedArtifact]) -> FeatureExtractor:
+    from emogen_bench.features.paper_code import PaperCodeInceptionExtractor
+
+    return PaperCodeInceptionExtractor(loaded["inception-fid"].value, _digests(loaded))
 
 
 def _clip(loaded: Mapping[str, LoadedArtifact]) -> FeatureExtractor:
@@ -119,9 +141,12 @@ def check_artifacts(names: Iterable[str], store: WeightStore) -> None:
 
 
 def build_extractors(
-    names: Iterable[str] = EXTRACTOR_NAMES, store: WeightStore | None = None
+    names: Iterable[str] = EXTRACTOR_NAMES, store: WeightStore | None = None, *, protocol: str = PROTOCOL
 ) -> dict[str, FeatureExtractor]:
     """Load the pinned weights of the extractors ``names`` from ``store`` and build them (on the CPU).
+
+    ``protocol`` picks the preprocessing variant (``emogen-paper-code``: the
+    released code's Inception preprocessing).
 
     Every artifact goes through :func:`emogen_bench.weights.load_artifact`, so
     hashes are checked and nothing is downloaded; missing weights raise
@@ -129,12 +154,15 @@ def build_extractors(
     before anything is loaded.
     """
     wanted = check_names(names)
+    builders = dict(_BUILDERS)
+    if get_protocol(protocol).name == PAPER_CODE:
+        builders["inception"] = _inception_paper_code
     store = store if store is not None else open_store()
     check_artifacts(wanted, store)
     extractors = {}
     for name in wanted:
         loaded = {artifact_id: load_artifact(artifact_id, store) for artifact_id in ARTIFACTS_BY_EXTRACTOR[name]}
-        extractors[name] = _BUILDERS[name](loaded)
+        extractors[name] = builders[name](loaded)
     return extractors
 
 
@@ -147,6 +175,7 @@ __all__ = [
     "build_extractors",
     "check_artifacts",
     "check_names",
+    "metric_extractors",
     "run_fixed_batches",
     "tiny_extractors",
 ]

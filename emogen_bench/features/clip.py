@@ -4,9 +4,10 @@ Preprocessing is the snapshot's own ``CLIPImageProcessor`` applied ONCE to the
 8-bit RGB array (shortest side 224 bicubic, centre crop 224, rescale by 1/255
 exactly once, CLIP mean/std).  The released EmoGen code scaled images to [0, 1]
 before handing them to the processor, which divided by 255 again, so CLIP saw
-nearly uniform images; :func:`double_rescaled` reproduces that bug for tests
-and never runs here.  The processor's class and settings are part of the cache
-key (transformers 5 replaced the PIL processor with a torchvision one).
+nearly uniform images; :func:`double_rescaled` reproduces that bug, used only by
+the ``emogen-paper-code`` protocol's pair stage (:mod:`emogen_bench.features.paper_code`).
+The processor's class and settings are part of the cache key (transformers 5
+replaced the PIL processor with a torchvision one).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class ClipPreprocess:
 
 
 def double_rescaled(processor: CLIPImageProcessor, image: np.ndarray) -> torch.Tensor:
-    """The released code's bug, for tests only: the image scaled to [0, 1] and then rescaled by the processor."""
+    """The released code's bug (emogen-paper-code only): the image scaled to [0, 1], then rescaled by the processor."""
     scaled = image.astype(np.float32) / 255.0
     pixels = processor(images=scaled, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
     return pixels[0]
@@ -119,6 +120,7 @@ class ClipExtractor(FeatureExtractor):
             )
         self.vision_model = vision_model
         self.emotion_head = emotion_head
+        self.image_processor = image_processor
         self._preprocessor = ClipPreprocess(image_processor)
         settings = json.dumps(processor_settings(image_processor), sort_keys=True)
         self.info = ExtractorInfo(

@@ -10,6 +10,8 @@ LPIPS keeps the real AlexNet architecture with random weights but works at
 extractor is marked ``smoke=True`` and its artifact digests read
 ``smoke:<sha256 of its configuration and seed>``: numbers computed with it mean
 nothing and are labelled so.  Building all five takes about a second on a CPU.
+Under ``protocol="emogen-paper-code"`` the tiny Inception is wrapped in the
+released-code preprocessing (:class:`PaperCodeInceptionExtractor`), same weights.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from emogen_bench.features.inception import ARTIFACT_ID as INCEPTION_ARTIFACT_ID
 from emogen_bench.features.inception import InceptionExtractor
 from emogen_bench.features.lpips import ALEX_CHANNELS, LINEAR_ARTIFACT_ID, TRUNK_ARTIFACT_ID, LpipsExtractor
 from emogen_bench.features.semantic import IMAGENET_ARTIFACT_ID, PLACES_ARTIFACT_ID, SemanticExtractor
-from emogen_bench.task import EMOTIONS
+from emogen_bench.protocols import PAPER_CODE, get_protocol
+from emogen_bench.task import EMOTIONS, PROTOCOL
 
 #: Bump when any tiny model changes: it changes every smoke digest, hence every smoke cache key.
 TINY_VERSION = 1
@@ -96,6 +99,15 @@ def tiny_inception(seed: int = 0) -> InceptionExtractor:
     config = {"model": "tiny-inception", "dim": TINY_INCEPTION_DIM}
     model = _seeded(seed, TinyInception)
     return InceptionExtractor(model, {INCEPTION_ARTIFACT_ID: smoke_digest(config, seed)}, smoke=True)
+
+
+def tiny_inception_paper_code(seed: int = 0) -> InceptionExtractor:
+    """The tiny Inception (same weights as :func:`tiny_inception`) behind the released code's preprocessing."""
+    from emogen_bench.features.paper_code import PaperCodeInceptionExtractor
+
+    config = {"model": "tiny-inception", "dim": TINY_INCEPTION_DIM}
+    model = _seeded(seed, TinyInception)
+    return PaperCodeInceptionExtractor(model, {INCEPTION_ARTIFACT_ID: smoke_digest(config, seed)}, smoke=True)
 
 
 def tiny_clip(seed: int = 0) -> ClipExtractor:
@@ -162,10 +174,18 @@ TINY_BUILDERS: dict[str, Callable[[int], FeatureExtractor]] = {
 }
 
 
-def tiny_extractors(names: Iterable[str] | None = None, seed: int = 0) -> dict[str, FeatureExtractor]:
-    """The tiny extractors ``names`` (default: all five), built from ``seed``; same seed, same weights."""
+def tiny_extractors(
+    names: Iterable[str] | None = None, seed: int = 0, *, protocol: str = PROTOCOL
+) -> dict[str, FeatureExtractor]:
+    """The tiny extractors ``names`` (default: all five), built from ``seed``; same seed, same weights.
+
+    ``protocol`` picks the preprocessing variant, as in :func:`emogen_bench.features.build_extractors`.
+    """
     wanted = list(TINY_BUILDERS) if names is None else list(names)
     unknown = [name for name in wanted if name not in TINY_BUILDERS]
     if unknown:
         raise UsageError(f"unknown extractor(s) {', '.join(unknown)}; expected some of {', '.join(TINY_BUILDERS)}")
-    return {name: TINY_BUILDERS[name](seed) for name in wanted}
+    builders = dict(TINY_BUILDERS)
+    if get_protocol(protocol).name == PAPER_CODE:
+        builders["inception"] = tiny_inception_paper_code
+    return {name: builders[name](seed) for name in wanted}

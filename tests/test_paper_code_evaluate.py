@@ -1,0 +1,369 @@
+"""``evaluate --protocol emogen-paper-code`` end to end, every value against a direct computation.
+
+A small JPEG submission (the synthetic example, 8 emotions x 3 images saved as
+``*.jpg``) is evaluated with the test weights written in the real layouts
+(``conftest.real_layout_weights``) and paper-code reference statistics built
+from a fake EmoSet.  The models are loaded here straight from the written
+files (TorchScript, the ``lpips`` package, transformers' ``CLIPModel``), each
+image is preprocessed here as the released code does, and FID, LPIPS and Sem-D
+are recomputed from scratch (scipy ``sqrtm``, the pairs drawn as documented).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import lpips
+import numpy as np
+import pytest
+import torch
+from conftest import RealLayoutWeights
+from PIL import Image
+from scipy import linalg
+from torchvision import models, transforms
+from transformers import CLIPImageProcessor, CLIPModel
+
+import emogen_bench.pipeline as pipeline
+from emogen_bench.cache import FeatureCache
+from emogen_bench.cli import main
+from emogen_bench.config import EvalConfig
+from emogen_bench.data import load_index
+from emogen_bench.errors import ExitCode, UsageError
+from emogen_bench.evaluate import evaluate, metric_values_key
+from emogen_bench.features import build_extractors, tiny_extractors
+from emogen_bench.protocols import PAPER_CODE
+from emogen_bench.reference_stats import build_reference_stats, load_reference_stats
+from emogen_bench.report import PAPER_CODE_BANNER, render
+from emogen_bench.results import EvaluationResult, read_results
+from emogen_bench.task import EMOTION_NAMES, PROTOCOL
+from emogen_bench.weights import open_store
+
+PER_EMOTION = 3
+PAIRS = 10
+PAPER_METRICS = ("fid", "lpips", "emo_a", "sem_c", "sem_d")
+
+
+def _write_jpeg_submission(out: Path, *, keep_png: int = 0) -> Path:
+    """The example submission with its images saved as ``*.jpg`` (the first ``keep_png`` of each emotion stay PNG)."""
+    from emogen_bench.submission import write_example_submission
+
+    submission = write_example_submission(out, per_emotion=PER_EMOTION)
+    (submission / "submission.json").unlink()  # its seeds name the .png files
+    for emotion in EMOTION_NAMES:
+        for path in sorted((submission / emotion).glob("*.png"))[keep_png:]:
+            Image.open(path).save(path.with_suffix(".jpg"), quality=95)
+            path.unlink()
+    return submission
+
+
+@pytest.fixture(scope="module")
+def jpeg_submission(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_jpeg_submission(tmp_path_factory.mktemp("paper-code") / "submission")
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperReference:
+    path: Path
+    emoset: Path
+    index: Path
+
+
+@pytest.fixture(scope="module")
+def paper_reference(tmp_path_factory: pytest.TempPathFactory, real_layout_weights: RealLayoutWeights) -> PaperReference:
+    """Paper-code reference statistics of a fake EmoSet (3 images per emotion), the override's Inception."""
+    from fake_emoset import make_fake_emoset
+
+    from emogen_bench.data import prepare_emoset
+
+    base = tmp_path_factory.mktemp("paper-code-reference")
+    make_fake_emoset(base / "emoset", per_split={"train": 1, "val": 1, "test": 1}, edge_cases=False, image_size=16)
+    prepare_emoset(base / "emoset", base / "index", show_progress=False)
+    inception = build_extractors(["inception"], open_store(real_layout_weights.override), protocol=PAPER_CODE)
+    build_reference_stats(
+        base / "index", base / "emoset", base / "reference.npz", extractor=inception["inception"],
+        cache=FeatureCache(enabled=False), num_workers=0, device="cpu", show_progress=False, protocol=PAPER_CODE,
+    )  # fmt: skip
+    return PaperReference(base / "reference.npz", base / "emoset", base / "index")
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperEvaluation:
+    home: Path
+    config: EvalConfig
+    result: EvaluationResult
+
+
+@pytest.fixture(scope="module")
+def paper_evaluation(
+    tmp_path_factory: pytest.TempPathFactory, real_layout_weights: RealLayoutWeights, jpeg_submission: Path,
+    paper_reference: PaperReference,
+) -> PaperEvaluation:  # fmt: skip
+    home = tmp_path_factory.mktemp("paper-code-home")
+    config = EvalConfig(
+        per_emotion=PER_EMOTION, reference_stats=paper_reference.path, device="cpu", batch_size=4, num_workers=0,
+        weights_override=real_layout_weights.override, show_progress=False, protocol=PAPER_CODE,
+    )  # fmt: skip
+    result = evaluate(jpeg_submission, config, cache=FeatureCache(root=home / "features"))
+    return PaperEvaluation(home, config, result)
+
+
+# --- direct computations ------------------------------------------------------------------------------------------
+
+
+def _files(submission: Path) -> list[Path]:
+    """The submission's images in canonical order (emotion id, then name)."""
+    return [path for emotion in EMOTION_NAMES for path in sorted((submission / emotion).iterdir())]
+
+
+def _released_inception_features(model: torch.jit.ScriptModule, paths: list[Path]) -> np.ndarray:
+    """Resize((299, 299)) on the PIL image, ToTensor, (x * 255).byte(), then torchmetrics' (x - 128) / 128."""
+    pipeline_ = transforms.Compose([transforms.Resize((299, 299)), transforms.ToTensor()])
+    batch = torch.stack([(pipeline_(Image.open(p).convert("RGB")) * 255).byte() for p in paths]).float()
+    with torch.no_grad():
+        return model.layers((batch - 128) / 128).reshape(len(paths), -1).double().numpy()
+
+
+def _direct_fid(ref_mu: np.ndarray, ref_sigma: np.ndarray, x: np.ndarray) -> float:
+    mu, sigma = x.mean(axis=0), np.cov(x, rowvar=False)
+    root = linalg.sqrtm(ref_sigma @ sigma).real
+    return float((ref_mu - mu) @ (ref_mu - mu) + np.trace(ref_sigma) + np.trace(sigma) - 2 * np.trace(root))
+
+
+def _documented_pairs(files: list[Path], seed: int, pairs: int) -> dict[str, list[tuple[int, int]]]:
+    """The sampling docs/paper_code.md describes: one generator, emotions in order, pool of emotions 1..k."""
+    rng = np.random.default_rng(seed)
+    drawn = {}
+    for k, emotion in enumerate(EMOTION_NAMES):
+        pool = sum(1 for p in files if EMOTION_NAMES.index(p.parent.name) <= k)
+        drawn[emotion] = [tuple(int(i) for i in rng.choice(pool, size=2, replace=False)) for _ in range(pairs)]
+    return drawn
+
+
+def _package_lpips(trunk_file: Path) -> lpips.LPIPS:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        network = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    alexnet = models.alexnet()
+    alexnet.load_state_dict(torch.load(trunk_file, map_location="cpu"))
+    for part in (network.net.slice1, network.net.slice2, network.net.slice3, network.net.slice4, network.net.slice5):
+        for name, layer in part.named_children():
+            layer.load_state_dict(alexnet.features[int(name)].state_dict())
+    return network.eval()
+
+
+# --- the results document -----------------------------------------------------------------------------------------
+
+
+def test_the_results_say_the_protocol_and_hold_its_metrics(paper_evaluation: PaperEvaluation) -> None:
+    document = paper_evaluation.result.to_dict()
+    assert document["protocol"] == PAPER_CODE and document["smoke"] is False
+    assert document["config"]["protocol"] == PAPER_CODE and document["config"]["pairs"] == PAIRS
+    assert document["reference"]["protocol"] == PAPER_CODE and document["reference"]["split"] == "all"
+    assert document["not_computed"] == {}
+    assert list(document["metrics"]["overall"]) == list(PAPER_METRICS)
+    assert set(document["features"]) == {"inception", "clip", "semantic"}  # LPIPS runs on the pairs only
+    assert "pairs" in document["timings"]
+    assert {"lpips-alex-v0.1", "alexnet-lpips-trunk", "inception-fid"} <= set(document["artifacts"])
+    lpips_entry = document["metrics"]["overall"]["lpips"]
+    assert lpips_entry["pairs"] == PAIRS * 8 and lpips_entry["skipped_non_jpg"] == 0 and lpips_entry["jpg_files"] == 24
+    table = render(document, "table")
+    assert f"protocol {PAPER_CODE}" in table and PAPER_CODE_BANNER in table
+
+
+@pytest.mark.filterwarnings("ignore:Matrix is singular:scipy.linalg.LinAlgWarning")  # 3 reference images, 64-d
+def test_fid_is_torchmetrics_formulation_on_the_released_preprocessing(
+    paper_evaluation: PaperEvaluation, jpeg_submission: Path, paper_reference: PaperReference,
+    real_layout_weights: RealLayoutWeights,
+) -> None:  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = torch.jit.load(str(real_layout_weights.paths["inception-fid"]), map_location="cpu").eval()
+    rows = load_index(paper_reference.index)
+    reference_paths = {e: [paper_reference.emoset / r.path for r in rows if r.emotion == e] for e in EMOTION_NAMES}
+    reference_features = {e: _released_inception_features(model, ps) for e, ps in reference_paths.items()}
+    stored = load_reference_stats(paper_reference.path)
+    assert stored.protocol == PAPER_CODE and not any(len(s) for s in stored.kid_sample.values())
+    for emotion, features in reference_features.items():  # ALL images of each emotion, every split
+        assert stored.per_emotion[emotion].n == len(features) == 3
+        np.testing.assert_allclose(stored.per_emotion[emotion].mu, features.mean(axis=0), rtol=1e-5, atol=1e-6)
+    pooled = np.concatenate(list(reference_features.values()))
+    np.testing.assert_allclose(stored.pooled.sigma, np.cov(pooled, rowvar=False), rtol=1e-4, atol=1e-6)
+
+    files = _files(jpeg_submission)
+    x = _released_inception_features(model, files)
+    labels = np.array([p.parent.name for p in files])
+    metrics = paper_evaluation.result.to_dict()["metrics"]
+    per_emotion = []
+    for emotion in EMOTION_NAMES:
+        stats = stored.per_emotion[emotion]
+        expected = _direct_fid(stats.mu, stats.sigma, x[labels == emotion])
+        per_emotion.append(expected)
+        assert metrics["per_emotion"][emotion]["fid"]["value"] == pytest.approx(expected, rel=1e-5)
+    overall = metrics["overall"]["fid"]
+    assert overall["value"] == pytest.approx(_direct_fid(stored.pooled.mu, stored.pooled.sigma, x), rel=1e-5)
+    assert overall["mean_over_emotions"] == pytest.approx(np.mean(per_emotion), rel=1e-5)
+    assert overall["ci95"] is None
+
+
+def test_lpips_and_sem_d_are_the_released_computations_on_the_documented_pairs(
+    paper_evaluation: PaperEvaluation, jpeg_submission: Path, real_layout_weights: RealLayoutWeights
+) -> None:
+    files = _files(jpeg_submission)
+    drawn = _documented_pairs(files, seed=paper_evaluation.config.seed, pairs=PAIRS)
+    arrays = [np.array(Image.open(p).convert("RGB")) for p in files]
+    network = _package_lpips(real_layout_weights.paths["alexnet-lpips-trunk"])
+    snapshot = real_layout_weights.paths["clip-vit-l14"]
+    clip = CLIPModel.from_pretrained(snapshot, local_files_only=True).eval()
+    processor = CLIPImageProcessor.from_pretrained(snapshot, local_files_only=True)
+    to_tensor = transforms.ToTensor()
+    with torch.no_grad():
+        pixels = processor(images=[a.astype(np.float32) / 255 for a in arrays], return_tensors="pt")["pixel_values"]
+        embedding = clip.visual_projection(clip.vision_model(pixel_values=pixels).pooler_output).double().numpy()
+        lpips_values, sem_d_values = {}, {}
+        for emotion, pairs in drawn.items():
+            lpips_values[emotion] = np.mean(
+                [network(to_tensor(arrays[i])[None], to_tensor(arrays[j])[None]).item() for i, j in pairs]
+            )  # [0, 1] inputs, full resolution
+            sem_d_values[emotion] = np.mean([np.mean((embedding[i] - embedding[j]) ** 2) for i, j in pairs])
+    metrics = paper_evaluation.result.to_dict()["metrics"]
+    for emotion in EMOTION_NAMES:
+        assert metrics["per_emotion"][emotion]["lpips"]["value"] == pytest.approx(lpips_values[emotion], rel=1e-5)
+        assert metrics["per_emotion"][emotion]["sem_d"]["value"] == pytest.approx(sem_d_values[emotion], rel=1e-4)
+    assert metrics["overall"]["lpips"]["value"] == pytest.approx(np.mean(list(lpips_values.values())), rel=1e-5)
+    assert metrics["overall"]["sem_d"]["value"] == pytest.approx(np.mean(list(sem_d_values.values())), rel=1e-4)
+    assert metrics["per_emotion"]["sadness"]["lpips"]["cross_emotion_pairs"] > 0  # the pool is never reset
+
+
+def test_emo_a_and_sem_c_are_eicg_v1_values_from_the_same_cache_entries(
+    paper_evaluation: PaperEvaluation, jpeg_submission: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_reading(path: Path, sha256: str) -> np.ndarray:
+        raise AssertionError(f"the eicg-v1 features of {path} were not in the cache")
+
+    monkeypatch.setattr(pipeline, "read_image", no_reading)
+    config = dataclasses.replace(
+        paper_evaluation.config, protocol=PROTOCOL, metrics=("emo_a", "sem_c"), reference_stats=None
+    )
+    eicg = evaluate(jpeg_submission, config, cache=FeatureCache(root=paper_evaluation.home / "features"))
+    assert eicg.protocol == PROTOCOL
+    assert all(counts["computed"] == 0 for counts in eicg.features.values())
+    paper = paper_evaluation.result.to_dict()["metrics"]
+    other = eicg.to_dict()["metrics"]
+    for key in ("emo_a", "sem_c"):
+        assert other["overall"][key] == paper["overall"][key]
+        assert all(other["per_emotion"][e][key] == paper["per_emotion"][e][key] for e in EMOTION_NAMES)
+
+
+# --- cache, pairs and refusals ------------------------------------------------------------------------------------
+
+
+def test_a_warm_reevaluation_reads_no_image_and_the_pair_count_is_in_the_key(
+    paper_evaluation: PaperEvaluation, jpeg_submission: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = FeatureCache(root=paper_evaluation.home / "features")
+    monkeypatch.setattr(pipeline, "read_image", lambda *a: pytest.fail("a warm re-evaluation read an image"))
+    again = evaluate(jpeg_submission, paper_evaluation.config, cache=cache)
+    assert again.metrics_cached and again.to_dict()["metrics"] == paper_evaluation.result.to_dict()["metrics"]
+    monkeypatch.undo()
+    fewer = dataclasses.replace(paper_evaluation.config, metrics=("lpips", "sem_d"), pairs=4)
+    other = evaluate(jpeg_submission, fewer, cache=cache)
+    assert not other.metrics_cached and other.overall["lpips"].extra["pairs"] == 4 * 8
+    common = {"metrics": ("lpips",), "seed": 0, "submission_digest": "sha256:x", "per_emotion": 3,
+              "reference_sha256": None, "extractor_identity": {"lpips": "k"}}  # fmt: skip
+    keys = {
+        metric_values_key(protocol=protocol, pairs=pairs, **common)
+        for protocol, pairs in ((PROTOCOL, None), (PAPER_CODE, 10), (PAPER_CODE, 4))
+    }
+    assert len(keys) == 3
+
+
+def test_reference_statistics_of_the_other_protocol_are_refused(
+    paper_evaluation: PaperEvaluation, jpeg_submission: Path, e2e_reference: Path, paper_reference: PaperReference,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    config = dataclasses.replace(paper_evaluation.config, reference_stats=e2e_reference)
+    with pytest.raises(UsageError) as caught:
+        evaluate(jpeg_submission, config, cache=FeatureCache(root=tmp_path / "cache"))
+    assert "eicg-v1" in str(caught.value) and f"--protocol {PAPER_CODE}" in str(caught.value)
+    eicg = dataclasses.replace(paper_evaluation.config, protocol=PROTOCOL, metrics=("fid",))
+    with pytest.raises(UsageError, match="built for protocol emogen-paper-code"):
+        evaluate(jpeg_submission, eicg, cache=FeatureCache(root=tmp_path / "cache"))
+
+
+def test_config_and_extractor_variants_are_checked(jpeg_submission: Path, paper_reference: PaperReference) -> None:
+    with pytest.raises(UsageError, match="fid, lpips, emo_a, sem_c, sem_d"):
+        EvalConfig(protocol=PAPER_CODE, metrics=("kid",))
+    with pytest.raises(UsageError, match="pairs"):
+        EvalConfig(protocol=PAPER_CODE, pairs=0)
+    with pytest.raises(UsageError, match="unknown protocol"):
+        EvalConfig(protocol="eicg-v0")
+    assert EvalConfig(protocol=PAPER_CODE).metrics == PAPER_METRICS
+    config = EvalConfig(
+        metrics=("fid",), per_emotion=PER_EMOTION, device="cpu", num_workers=0, show_progress=False,
+        protocol=PAPER_CODE,
+    )  # fmt: skip
+    reference = load_reference_stats(paper_reference.path)
+    with pytest.raises(UsageError, match="not the one of protocol emogen-paper-code"):  # eicg-v1's Inception
+        evaluate(jpeg_submission, config, extractors=tiny_extractors(), reference=reference)
+
+
+def test_a_smoke_run_with_png_files_skips_them_for_the_pair_metrics(tmp_path: Path) -> None:
+    mixed = _write_jpeg_submission(tmp_path / "mixed", keep_png=1)
+    config = EvalConfig(
+        metrics=("lpips", "sem_d", "emo_a"), per_emotion=PER_EMOTION, device="cpu", num_workers=0,
+        show_progress=False, protocol=PAPER_CODE, pairs=3,
+    )  # fmt: skip
+    extractors = tiny_extractors(protocol=PAPER_CODE)
+    result = evaluate(mixed, config, extractors=extractors, cache=FeatureCache(enabled=False))
+    assert result.smoke and result.protocol == PAPER_CODE
+    overall = result.overall["lpips"]
+    assert overall.extra["skipped_non_jpg"] == 8 and overall.extra["jpg_files"] == 16 and overall.n <= 16
+    assert result.overall["sem_d"].extra == result.overall["sem_d"].extra | {"pairs": 24}
+    png_only = tmp_path / "png"
+    from emogen_bench.submission import write_example_submission
+
+    write_example_submission(png_only, per_emotion=PER_EMOTION)
+    result = evaluate(png_only, config, extractors=extractors, cache=FeatureCache(enabled=False))
+    assert set(result.not_computed) == {"lpips", "sem_d"} and "jpg" in result.not_computed["lpips"]
+    assert list(result.overall) == ["emo_a"]
+
+
+# --- the command line ---------------------------------------------------------------------------------------------
+
+
+def test_the_cli_evaluates_under_the_protocol_and_prints_it(
+    paper_evaluation: PaperEvaluation, jpeg_submission: Path, real_layout_weights: RealLayoutWeights,
+    paper_reference: PaperReference, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("EMOGEN_BENCH_HOME", str(paper_evaluation.home))
+    out = tmp_path / "results.json"
+    code = main([
+        "evaluate", str(jpeg_submission), "--protocol", PAPER_CODE, "--per-emotion", str(PER_EMOTION),
+        "--weights-override", str(real_layout_weights.override), "--reference-stats", str(paper_reference.path),
+        "--device", "cpu", "--workers", "0", "--batch-size", "4", "--quiet", "--out", str(out),
+    ])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert f"protocol {PAPER_CODE}" in printed and PAPER_CODE_BANNER in printed
+    document = read_results(out)
+    assert document["protocol"] == PAPER_CODE
+    assert json.dumps(document["metrics"], sort_keys=True) == json.dumps(
+        paper_evaluation.result.to_dict()["metrics"], sort_keys=True
+    )
+
+
+def test_the_cli_refuses_options_the_protocol_does_not_have(
+    jpeg_submission: Path, paper_reference: PaperReference, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["evaluate", str(jpeg_submission), "--protocol", PAPER_CODE, "--metrics", "kid", "--quiet"])
+    assert code == ExitCode.USAGE and "fid, lpips, emo_a, sem_c, sem_d" in capsys.readouterr().err
+    code = main([
+        "reference-stats", "build", "--protocol", PAPER_CODE, "--split", "train", "--index", str(paper_reference.index),
+        "--emoset-root", str(paper_reference.emoset), "--out", str(tmp_path / "ref.npz"), "--quiet",
+    ])  # fmt: skip
+    assert code == ExitCode.USAGE and "split all" in capsys.readouterr().err
+    assert not (tmp_path / "ref.npz").exists()
