@@ -24,6 +24,7 @@ from emogen_bench.fileio import write_atomic
 from emogen_bench.protocols import PROTOCOLS
 from emogen_bench.results import LOWER_IS_BETTER, METRIC_LABELS, PERCENT_METRICS
 from emogen_bench.task import EMOTION_NAMES
+from leaderboard.entries import PROVENANCE_FIELDS
 from leaderboard.plots import Bar, Point, Series, bar_chart, method_bars, scatter_plot
 
 GENERATOR = "emogen-bench leaderboard build"
@@ -40,21 +41,6 @@ STATUS_TEXT: dict[str, str] = {
 HEADLINE = "emo_a"
 #: Diversity metrics drawn per method.
 DIVERSITY = ("lpips", "sem_d")
-#: Provenance fields in display order (any other field follows, sorted).
-PROVENANCE_ORDER = (
-    "benchmark_version",
-    "results_schema_version",
-    "created",
-    "submission_digest",
-    "n_images",
-    "counts",
-    "run_kind",
-    "official_weights",
-    "artifacts",
-    "reference_sha256",
-    "seed",
-    "environment",
-)
 
 # --- formatting (pure) --------------------------------------------------------------------------------------------
 
@@ -288,7 +274,7 @@ def _provenance_block(document: Mapping[str, Any]) -> str:
     if provenance is None:
         items.append(("provenance", "none: the numbers were copied from the paper cited above"))
     else:
-        names = [n for n in PROVENANCE_ORDER if n in provenance] + sorted(set(provenance) - set(PROVENANCE_ORDER))
+        names = [n for n in PROVENANCE_FIELDS if n in provenance] + sorted(set(provenance) - set(PROVENANCE_FIELDS))
         items += [(name.replace("_", " "), _render_value(provenance[name])) for name in names]
     return "<h4>Provenance</h4>" + _definition_list(items, "provenance")
 
