@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers.utils import logging as hf_logging
 
 from emogen_bench.errors import WeightsError
 from emogen_bench.models._state_dict import SHOWN_KEYS
@@ -90,6 +91,8 @@ def load_clip_vision(snapshot_dir: str | Path) -> CLIPVisionModelWithProjection:
         raise WeightsError(
             f"{snapshot_dir / 'config.json'}: {exc}; expected the openai/clip-vit-large-patch14 snapshot."
         ) from exc
+    bar_was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' own "Loading weights" bar ignores --quiet; restored below
     try:
         model, info = _CLIPVisionFromFullModel.from_pretrained(
             snapshot_dir, config=config, local_files_only=True, output_loading_info=True
@@ -99,6 +102,9 @@ def load_clip_vision(snapshot_dir: str | Path) -> CLIPVisionModelWithProjection:
         raise WeightsError(
             f"{snapshot_dir}: cannot load the CLIP vision weights ({first}); fetch the snapshot again."
         ) from exc
+    finally:
+        if bar_was_enabled:
+            hf_logging.enable_progress_bar()
     problems = loading_problems(info)
     if problems:
         raise WeightsError(
