@@ -112,7 +112,9 @@ class SDComponents:
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> SDComponents:
         """Move (and cast) every module in place; returns ``self``."""
         for module in (self.text_encoder, self.vae, self.unet, self.text_projection):
-            module.to(device=device, dtype=dtype)
+            # diffusers warns whenever .to() is given a dtype, even an unchanged one: pass it only to change it
+            cast = {"dtype": dtype} if dtype is not None and dtype != next(module.parameters()).dtype else {}
+            module.to(device=device, **cast)
         return self
 
     def describe(self) -> dict[str, Any]:
