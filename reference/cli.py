@@ -238,7 +238,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=Path, required=True, metavar="DIR", help="the --out folder of `data prepare`")
-    parser.add_argument("--emoset", type=Path, required=True, metavar="DIR", help="the EmoSet folder it came from")
+    parser.add_argument("--emoset-root", type=Path, required=True, metavar="DIR", help="the EmoSet folder it came from")
 
 
 def _sd(parser: argparse.ArgumentParser, *, projection: bool) -> None:
@@ -442,7 +442,7 @@ def run_stage1(args: argparse.Namespace) -> int:
         pretrained=not args.no_pretrained, steps_per_epoch=args.steps_per_epoch, seed=args.seed, device=args.device,
         num_workers=args.num_workers, show_progress=not args.quiet,
     )  # fmt: skip
-    result = train_stage1(config, args.index, args.emoset, args.out, resume=args.resume)
+    result = train_stage1(config, args.index, args.emoset_root, args.out, resume=args.resume)
     _say(args, result.to_dict(), [
         f"stage 1 done: best epoch {result.best_epoch}, val accuracy {result.best_val_accuracy}, "
         f"test accuracy {result.test_accuracy}",
@@ -465,7 +465,7 @@ def run_space(args: argparse.Namespace) -> int:
     statistics = load_space_arg(args.statistics)[0] if args.statistics else None
     encoder = load_encoder_arg(args.encoder)
     space, report = space_step(
-        encoder, _rows(args.index, args.split), args.emoset, args.out, statistics=statistics,
+        encoder, _rows(args.index, args.split), args.emoset_root, args.out, statistics=statistics,
         batch_size=args.batch_size, num_workers=args.num_workers, device=str(resolve_device(args.device)),
         source=f"encoder {args.encoder}", show_progress=not args.quiet,
     )  # fmt: skip
@@ -487,7 +487,7 @@ def run_confidence(args: argparse.Namespace) -> int:
     if args.head:
         head = load_official_head() if args.head == OFFICIAL else load_clip_head(args.head)
     model, processor = load_clip()
-    embeddings = clip_embeddings(rows, args.emoset, model.to(device), processor, batch_size=args.batch_size,
+    embeddings = clip_embeddings(rows, args.emoset_root, model.to(device), processor, batch_size=args.batch_size,
                                  num_workers=args.num_workers, device=device, show_progress=not args.quiet)
     summary = confidence_step(embeddings, rows, args.out, head=head, threshold=args.threshold, epochs=args.epochs,
                               lr=args.lr, seed=args.seed, show_progress=not args.quiet)
@@ -524,7 +524,7 @@ def run_train(args: argparse.Namespace) -> int:
     components = load_components_for(argparse.Namespace(**{**vars(args), "device": "cpu", "dtype": "fp32"}), None,
                                      projection=True)
     result = train_stage2(config, components, space, table, vocabulary_from_rows(rows, config.split), rows,
-                          args.emoset, args.out, encoder=encoder, space_source=space_source)
+                          args.emoset_root, args.out, encoder=encoder, space_source=space_source)
     _say(args, {"checkpoint": str(result.checkpoint), "steps": result.steps, "last_loss": result.last_loss,
                 "loss_log": str(result.loss_log)},
          [f"stage 2 done: {result.steps} steps, last loss {result.last_loss}",
