@@ -567,6 +567,120 @@ def entry_from_results(
     return Entry(document)
 
 
+# --- smoke entries of a plan run ----------------------------------------------------------------------------------
+
+#: Schema of an entry made from a smoke run by ``emogen-bench tables regenerate`` (docs/tables.md).  A different
+#: schema on purpose: :func:`load_entries`, ``leaderboard add`` and ``leaderboard build`` refuse these files, so a
+#: smoke entry can never join the leaderboard.
+SMOKE_ENTRY_SCHEMA = "emogen-bench/smoke-entry"
+SMOKE_STATUS = "smoke"
+SMOKE_NOTE = "SMOKE RUN: tiny random models on synthetic images; the numbers mean nothing and are never ranked."
+
+
+def validate_smoke_entry(document: Any) -> list[str]:
+    """Every problem of a smoke-entry document (see :func:`smoke_entry_from_results`); empty when valid."""
+    if not isinstance(document, dict):
+        return [f"expected a JSON object (a smoke entry), got {type(document).__name__}"]
+    problems = []
+    if document.get("schema") != SMOKE_ENTRY_SCHEMA:
+        problems.append(f"schema: expected {SMOKE_ENTRY_SCHEMA!r}, got {document.get('schema')!r}")
+    if document.get("status") != SMOKE_STATUS:
+        problems.append(f"status: expected {SMOKE_STATUS!r}, got {document.get('status')!r}")
+    missing = [name for name in FIELDS if name not in document]
+    if missing:
+        problems.append(f"missing field(s) {', '.join(missing)}")
+    protocol = document.get("protocol")
+    if protocol not in PROTOCOLS:
+        problems.append(f"protocol: unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    entry_id = document.get("id")
+    slug = entry_id.split("/", 1)[-1] if isinstance(entry_id, str) else ""
+    if not (isinstance(entry_id, str) and entry_id.startswith(f"{protocol}/") and SLUG.fullmatch(slug)):
+        problems.append(f"id: expected '{protocol}/<slug>', got {entry_id!r}")
+    provenance = document.get("provenance")
+    if not (isinstance(provenance, dict) and provenance.get("smoke") is True):
+        problems.append("provenance: expected an object with smoke: true")
+    metrics = document.get("metrics")
+    overall = metrics.get("overall") if isinstance(metrics, dict) else None
+    if not isinstance(overall, dict):
+        problems.append("metrics.overall: expected an object {metric: {value, ci95, n}}")
+    else:
+        keys = PROTOCOLS[protocol].metrics if protocol in PROTOCOLS else tuple(overall)
+        for key, metric in overall.items():
+            if key not in keys:
+                problems.append(f"metrics.overall.{key}: not a metric of protocol {protocol!r}")
+            else:
+                problems.extend(_metric_value_problems(f"metrics.overall.{key}", key, metric))
+    return problems
+
+
+def smoke_entry_from_results(
+    results: Mapping[str, Any],
+    *,
+    method: str,
+    slug: str,
+    notes: str | None = None,
+    added: str | None = None,
+    source: str | Path | None = None,
+) -> Entry:
+    """The entry of a *smoke* ``evaluate`` results document, for the tables of a smoke plan run only.
+
+    :func:`entry_from_results` (and ``leaderboard add``) refuse smoke runs, and rightly; a smoke plan
+    still needs its rows as entries to render its tables.  This explicit path writes them under
+    :data:`SMOKE_ENTRY_SCHEMA` with status ``smoke``: whatever values were computed (a reduced run may
+    miss some), the run's provenance marked ``smoke: true``, never loadable as a leaderboard entry.
+    """
+    where = f"{source}: " if source is not None else ""
+    if results.get("schema") != RESULTS_SCHEMA or results.get("smoke") is not True:
+        raise UsageError(
+            f"{where}not the results of a smoke run; a real run becomes an entry through entry_from_results "
+            "(emogen-bench leaderboard add)"
+        )
+    if not SLUG.fullmatch(slug):
+        raise UsageError(f"smoke entry id {slug!r}: use lower-case letters and digits joined by single hyphens")
+    protocol = results.get("protocol")
+    keys = PROTOCOLS[protocol].metrics if protocol in PROTOCOLS else ()
+    submission = _mapping(results.get("submission"))
+    metrics = _mapping(results.get("metrics"))
+    per_emotion = _mapping(metrics.get("per_emotion"))
+    document = {
+        "schema": SMOKE_ENTRY_SCHEMA,
+        "schema_version": ENTRY_SCHEMA_VERSION,
+        "id": f"{protocol}/{slug}",
+        "method": method.strip(),
+        "status": SMOKE_STATUS,
+        "protocol": protocol,
+        "paper": None,
+        "code": None,
+        "added": added or datetime.now(timezone.utc).date().isoformat(),
+        "citation": None,
+        "verified_by": None,
+        "notes": SMOKE_NOTE + (f" {notes}" if notes else ""),
+        "provenance": {
+            "smoke": True,
+            "benchmark_version": results.get("benchmark_version"),
+            "results_schema_version": results.get("schema_version"),
+            "created": results.get("created"),
+            "submission_digest": submission.get("digest"),
+            "n_images": submission.get("n_images"),
+            "counts": dict(_mapping(submission.get("counts"))),
+            "run_kind": _mapping(results.get("run")).get("kind"),
+            "official_weights": results.get("official_weights") is True,
+            "seed": results.get("seed"),
+            "not_computed": sorted(_mapping(results.get("not_computed"))),
+        },
+        "metrics": {
+            "overall": _metric_subset(metrics.get("overall"), keys),
+            "per_emotion": {e: _metric_subset(per_emotion[e], keys) for e in EMOTION_NAMES if e in per_emotion},
+        },
+        "user_study": None,
+    }
+    problems = validate_smoke_entry(document)
+    if problems:
+        raise InvalidInputError(f"{where}cannot become a smoke entry:\n{_problem_list(problems)}")
+    return Entry(document)
+
+
+
 # --- files --------------------------------------------------------------------------------------------------------
 
 

@@ -17,13 +17,16 @@ from emogen_bench.errors import ExitCode, InvalidInputError, UsageError
 from emogen_bench.protocols import PAPER_CODE
 from emogen_bench.task import EMOTION_NAMES
 from leaderboard.entries import (
+    SMOKE_ENTRY_SCHEMA,
     check_entry,
     entry_from_results,
     entry_json,
     load_entries,
     slugify,
+    smoke_entry_from_results,
     store_entry,
     validate_entry,
+    validate_smoke_entry,
 )
 from leaderboard.published import published_documents
 
@@ -500,3 +503,50 @@ def test_published_documents_are_independent_copies() -> None:
     changed = copy.deepcopy(first)
     first[0]["metrics"]["overall"]["fid"]["value"] = 0.0
     assert published_documents() == changed
+
+
+# --- smoke entries of a plan run (emogen-bench tables regenerate) -----------------------------------------------
+
+
+def _smoke_results() -> Doc:
+    results = results_document(PAPER_CODE)
+    results["smoke"] = True
+    results["official_weights"] = False
+    results["run"] = {"kind": "reduced", "per_emotion": 2, "label": "reduced (2 per emotion)"}
+    results["submission"]["n_images"] = 16
+    results["submission"]["counts"] = {emotion: 2 for emotion in EMOTION_NAMES}
+    del results["metrics"]["overall"]["lpips"]
+    results["not_computed"] = {"lpips": "no *jpg files"}
+    return results
+
+
+def test_a_smoke_run_becomes_a_smoke_entry_only_through_its_own_path(tmp_path: Path) -> None:
+    results = _smoke_results()
+    with pytest.raises(InvalidInputError):
+        entry_from_results(results, method="M")
+    entry = smoke_entry_from_results(results, method="DreamBooth [SMOKE]", slug="dreambooth", notes="plan smoke")
+    document = entry.document
+    assert document["schema"] == SMOKE_ENTRY_SCHEMA and document["status"] == "smoke"
+    assert document["id"] == f"{PAPER_CODE}/dreambooth"
+    assert document["notes"].startswith("SMOKE RUN") and document["notes"].endswith("plan smoke")
+    assert document["provenance"]["smoke"] is True and document["provenance"]["n_images"] == 16
+    assert document["provenance"]["not_computed"] == ["lpips"]
+    assert set(document["metrics"]["overall"]) == {"fid", "emo_a", "sem_c", "sem_d"}
+    assert entry.value("fid") == results["metrics"]["overall"]["fid"]["value"]
+    assert validate_smoke_entry(document) == []
+    # stored like any entry, but never loadable as a leaderboard entry (its schema is not the leaderboard's)
+    outcome = store_entry(entry, tmp_path / "entries")
+    assert outcome.action == "written"
+    with pytest.raises(InvalidInputError, match="schema"):
+        load_entries(tmp_path / "entries")
+
+
+def test_smoke_entries_refuse_real_results_and_bad_ids() -> None:
+    with pytest.raises(UsageError, match="not the results of a smoke run"):
+        smoke_entry_from_results(results_document(PAPER_CODE), method="M", slug="m", source="run.json")
+    with pytest.raises(UsageError, match="smoke entry id"):
+        smoke_entry_from_results(_smoke_results(), method="M", slug="Not A Slug")
+    document = smoke_entry_from_results(_smoke_results(), method="M", slug="m").document
+    broken = {**document, "status": "self-reported", "provenance": {"smoke": False}}
+    problems = validate_smoke_entry(broken)
+    assert any(p.startswith("status:") for p in problems) and any(p.startswith("provenance:") for p in problems)
