@@ -212,11 +212,22 @@ def _dtype(name: str, device: Any) -> Any:
 def load_components_for(args: argparse.Namespace, checkpoint: dict[str, Any] | None, *, projection: bool) -> Any:
     """SD components named by ``--sd-model``/``--sd-revision`` (default: those the checkpoint was trained with)."""
     from reference.encoder import resolve_device
-    from reference.sd import CLIP_PROJECTION_ARTIFACT, load_sd_components, tiny_sd_components
+    from reference.sd import (
+        CLIP_PROJECTION_ARTIFACT,
+        DEFAULT_SD_MODEL,
+        DEFAULT_SD_REVISION,
+        load_sd_components,
+        tiny_sd_components,
+    )
 
     recorded = (checkpoint or {}).get("sd", {})
-    model = args.sd_model or recorded.get("model_id")
-    revision = args.sd_revision if args.sd_revision is not None else recorded.get("revision")
+    model = args.sd_model or recorded.get("model_id") or DEFAULT_SD_MODEL
+    if args.sd_revision is not None:
+        revision = args.sd_revision
+    elif model == recorded.get("model_id"):
+        revision = recorded.get("revision")  # the weights the checkpoint was trained with
+    else:
+        revision = DEFAULT_SD_REVISION if model == DEFAULT_SD_MODEL else None  # never another model's revision
     device = resolve_device(args.device)
     dtype = _dtype(args.dtype, device)
     if model == TINY_MODEL_ID:
@@ -511,6 +522,16 @@ def run_train(args: argparse.Namespace) -> int:
     from reference.confidence import load_confidence_table, official_confidence_table
     from reference.train import Stage2Config, train_stage2
 
+    if args.dtype != "auto":
+        raise UsageError(
+            f"train --dtype {args.dtype}: stage 2 casts the frozen weights to the --mixed-precision dtype "
+            "(no: fp32, fp16, bf16); drop --dtype and use --mixed-precision"
+        )
+    if args.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(
+            f"train --device {args.device}: accelerate picks the GPU of each process; use --device auto, cpu or "
+            "cuda, and CUDA_VISIBLE_DEVICES (or accelerate launch) to choose GPUs"
+        )
     values = {name: getattr(args, name) for name in _STAGE2_OPTIONS}
     config = Stage2Config(
         **values, mapper_layernorm=args.mapper_layernorm, random_flip=not args.no_random_flip,

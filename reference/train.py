@@ -424,6 +424,7 @@ def train_stage2(
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(list(rng["cuda"]))
         start = int(saved["step"])
+    if config.resume:  # steps after the checkpoint (all of them when there is none yet) are taken again
         _rewrite_log(out_dir / LOSS_LOG, start)
     mapper, optimizer = accelerator.prepare(mapper, optimizer)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,3 +113,56 @@ def test_user_errors_exit_2_with_a_message(smoke, tmp_path, capsys):
     assert code == 2 and "checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     assert bench_cli.main(["reference"]) == 2
+
+
+def _sd_args(**overrides) -> Any:
+    import argparse
+
+    values = {"sd_model": None, "sd_revision": None, "device": "cpu", "dtype": "fp32", "clip_projection": None,
+              "allow_download": False}
+    return argparse.Namespace(**{**values, **overrides})
+
+
+@pytest.fixture
+def sd_calls(monkeypatch) -> list[tuple[str, str | None]]:
+    """Replace the SD loader by one that records which model and revision it was asked for."""
+    import reference.sd
+
+    calls: list[tuple[str, str | None]] = []
+
+    def fake_load(model, revision, **kwargs):
+        calls.append((model, revision))
+        return "components"
+
+    monkeypatch.setattr(reference.sd, "load_sd_components", fake_load)
+    return calls
+
+
+def test_train_without_sd_model_loads_the_pinned_sd15(sd_calls):
+    """`reference train` without --sd-model (as docs/reference.md shows it) loads the registry pin, no TypeError."""
+    from reference.sd import DEFAULT_SD_MODEL, DEFAULT_SD_REVISION
+
+    assert reference.cli.load_components_for(_sd_args(), None, projection=True) == "components"
+    assert sd_calls == [(DEFAULT_SD_MODEL, DEFAULT_SD_REVISION)]
+
+
+def test_another_sd_model_never_gets_the_checkpoints_revision(sd_calls):
+    from reference.sd import DEFAULT_SD_MODEL, DEFAULT_SD_REVISION
+
+    checkpoint = {"sd": {"model_id": "someone/other-sd", "revision": "abc123", "hidden_size": 768}}
+    reference.cli.load_components_for(_sd_args(), checkpoint, projection=False)
+    reference.cli.load_components_for(_sd_args(sd_model="/data/my-sd"), checkpoint, projection=False)
+    reference.cli.load_components_for(_sd_args(sd_model=DEFAULT_SD_MODEL), checkpoint, projection=False)
+    reference.cli.load_components_for(_sd_args(sd_model="/data/my-sd", sd_revision="r1"), checkpoint, projection=False)
+    assert sd_calls == [("someone/other-sd", "abc123"), ("/data/my-sd", None),
+                        (DEFAULT_SD_MODEL, DEFAULT_SD_REVISION), ("/data/my-sd", "r1")]
+
+
+@pytest.mark.parametrize("option", [["--dtype", "fp16"], ["--device", "cuda:1"]])
+def test_train_refuses_options_it_would_ignore(option, tmp_path, capsys):
+    """--dtype and --device cuda:K are shared SD options that stage 2 cannot honour: refused, not silently dropped."""
+    argv = ["reference", "train", "--index", str(tmp_path / "index"), "--emoset-root", str(tmp_path), "--out",
+            str(tmp_path / "run"), "--space", "official", "--confidence", "official", *option, "-q"]
+    assert bench_cli.main(argv) == 2
+    assert option[0] in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

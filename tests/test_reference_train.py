@@ -209,3 +209,14 @@ def test_encoder_input_feeds_the_mapper_each_images_feature(emoset, tmp_path: Pa
     mapper, saved = load_checkpoint(result.checkpoint)
     assert saved["stage2"]["mapper_input"] == "encoder" and saved["step"] == 1
     assert math.isfinite(result.last_loss or float("nan"))
+
+
+def test_resume_before_the_first_checkpoint_logs_each_step_once(emoset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A run killed before its first checkpoint, resumed, starts over: its loss.jsonl must not list steps twice."""
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = [{"step": 1, "loss": 9.0}, {"step": 2, "loss": 8.0}]
+    (out / "loss.jsonl").write_text("".join(json.dumps(line) + "\n" for line in stale), encoding="utf-8")
+    _train(emoset, out, max_steps=1, resume=True)
+    steps = [json.loads(line)["step"] for line in (out / "loss.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert steps == [1]
