@@ -341,7 +341,7 @@ def validate_entry(document: Any, path: str | Path | None = None) -> list[str]:
         problems.append(f"status: {status!r} is not one of {', '.join(STATUSES)}")
     protocol = document.get("protocol")
     metric_keys = None
-    if protocol in PROTOCOLS:
+    if isinstance(protocol, str) and protocol in PROTOCOLS:
         metric_keys = PROTOCOLS[protocol].metrics
     else:
         problems.append(f"protocol: unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
@@ -426,13 +426,17 @@ def results_problems(results: Mapping[str, Any]) -> list[str]:
         ]
     problems = []
     protocol = results.get("protocol")
-    if protocol not in PROTOCOLS:
+    known = isinstance(protocol, str) and protocol in PROTOCOLS  # a list or object is no key: a problem, not a crash
+    if not known:
         problems.append(f"unknown protocol {protocol!r}; entries exist for {', '.join(PROTOCOLS)}")
     if results.get("smoke"):
         problems.append("a smoke run (tiny random models): its numbers mean nothing; run evaluate with real weights")
-    if results.get("official_weights") is not True:
-        artifacts = _mapping(results.get("artifacts"))
-        unofficial = sorted(name for name, artifact in artifacts.items() if not _mapping(artifact).get("official"))
+    raw_artifacts = results.get("artifacts")
+    artifacts = _mapping(raw_artifacts)
+    unofficial = sorted(name for name, artifact in artifacts.items() if _mapping(artifact).get("official") is not True)
+    if not isinstance(raw_artifacts, Mapping) or not artifacts:
+        problems.append("artifacts: expected an object naming every weight used (as evaluate writes it)")
+    if results.get("official_weights") is not True or unofficial:  # the summary flag and each artifact must agree
         which = f" ({', '.join(unofficial)})" if unofficial else ""
         problems.append(
             f"weights not all official{which}; run evaluate without --weights-override, with the pinned weights"
@@ -452,7 +456,7 @@ def results_problems(results: Mapping[str, Any]) -> list[str]:
     expected_total = SUBMISSION.images_per_emotion * len(EMOTION_NAMES)
     if submission.get("n_images") != expected_total:
         problems.append(f"submission has {submission.get('n_images')!r} images; the protocol needs {expected_total}")
-    if protocol in PROTOCOLS:
+    if known:
         overall = _mapping(_mapping(results.get("metrics")).get("overall"))
         values = {key: _mapping(overall.get(key)).get("value") for key in PROTOCOLS[protocol].metrics}
         missing = [key for key, value in values.items() if not _is_number(value)]

@@ -550,3 +550,37 @@ def test_smoke_entries_refuse_real_results_and_bad_ids() -> None:
     broken = {**document, "status": "self-reported", "provenance": {"smoke": False}}
     problems = validate_smoke_entry(broken)
     assert any(p.startswith("status:") for p in problems) and any(p.startswith("provenance:") for p in problems)
+
+
+@pytest.mark.parametrize("protocol", [["eicg-v1"], {"name": "eicg-v1"}])
+def test_a_non_text_protocol_is_a_clear_rejection_not_a_crash(protocol: Any, tmp_path: Path) -> None:
+    # a hand-edited file with a list or object as protocol used to raise TypeError (unhashable) from `in PROTOCOLS`
+    results = {**results_document(), "protocol": protocol}
+    with pytest.raises(InvalidInputError, match="unknown protocol"):
+        entry_from_results(results, method="M")
+    document = {**entry_document(), "protocol": protocol}
+    assert any(p.startswith("protocol: unknown protocol") for p in validate_entry(document))
+    folder = tmp_path / "entries" / "eicg-v1"
+    folder.mkdir(parents=True)
+    (folder / "m.json").write_text(json.dumps({**entry_document(), "protocol": protocol}), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="unknown protocol"):
+        load_entries(tmp_path / "entries")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda doc: doc["artifacts"]["clip-vit-l14"].update(official=False),  # the summary flag says true
+        lambda doc: doc.update(artifacts=[]),
+        lambda doc: doc.update(artifacts={}),
+    ],
+)
+def test_every_artifact_must_be_official_whatever_the_summary_flag_says(change: Callable[[dict], Any]) -> None:
+    from emogen_bench.errors import InvalidInputError
+    from leaderboard.entries import entry_from_results
+
+    document = results_document("eicg-v1")
+    change(document)
+    assert document["official_weights"] is True
+    with pytest.raises(InvalidInputError, match="official|artifacts"):
+        entry_from_results(document, method="Method A")
