@@ -26,6 +26,18 @@ def _merge(explicit: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
     return {**given, **extra}
 
 
+def _train_on_cpu(device: str) -> bool | None:
+    """``--device`` of ``train`` as the ``cpu`` setting: training runs on accelerate's device, not the loaded one."""
+    if device == "cpu":
+        return True
+    if device in ("auto", "cuda", "cuda:0"):
+        return None
+    raise UsageError(
+        f"--device {device}: training runs on accelerate's device (the first visible GPU, or the CPU with "
+        "--device cpu); choose the GPU with CUDA_VISIBLE_DEVICES instead"
+    )
+
+
 def train_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings mapping ``train`` receives from the command line."""
     explicit = {
@@ -34,6 +46,7 @@ def train_settings(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "resolution": args.size,
         "show_progress": False if args.quiet else None,
+        "cpu": _train_on_cpu(args.device),
     }
     return _merge(explicit, args.set)
 

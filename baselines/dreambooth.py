@@ -659,7 +659,8 @@ def _concept_examples(stream: ConceptStream, prompt: str) -> Callable[[int], Exa
 
 #: Settings that may change when a run is resumed (they do not change the weights trained).
 RESUMABLE_SETTINGS = frozenset(
-    {"show_progress", "max_steps", "checkpoint_every", "captioner_device", "caption_batch_size", "allow_download"}
+    {"show_progress", "max_steps", "checkpoint_every", "captioner_device", "caption_batch_size", "allow_download",
+     "cpu"}
 )
 
 

@@ -69,7 +69,7 @@ RUN_FILE = "run.json"
 #: Optimizer steps per emotion of the original recipe (diffusers' README / the paper).
 DEFAULT_MAX_STEPS = 3000
 #: Settings that may change when a run is resumed (they do not change the steps taken).
-RESUMABLE_FIELDS = ("max_steps", "show_progress", "checkpoint_every", "keep_checkpoints")
+RESUMABLE_FIELDS = ("max_steps", "show_progress", "checkpoint_every", "keep_checkpoints", "cpu")
 
 #: diffusers' ``imagenet_templates_small`` (learnable_property "object"), from the original TI code.
 OBJECT_TEMPLATES: tuple[str, ...] = (

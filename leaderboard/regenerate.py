@@ -434,21 +434,24 @@ def plan_stages(plan: Plan, rows: Sequence[PlanRow], workdir: Path) -> list[Stag
         data: dict[str, Any] = {}
     else:
         data = _data_identity(plan, workdir)
+    # Training reads the index and the images, never the reference statistics: only evaluate depends on those.
+    training_data = {key: value for key, value in data.items() if key != "reference"}
     emogen_up: tuple[tuple[str, str], ...] = ()
     if any(row.method == EMOGEN for row in rows):
         inputs = {key: plan.emogen[key] for key in ("encoder", "space", "confidence")}
-        inputs.update(prep=dict(plan.emogen["prep"]), seed=plan.seed, files=_emogen_files(plan, workdir), data=data)
+        inputs.update(prep=dict(plan.emogen["prep"]), seed=plan.seed, files=_emogen_files(plan, workdir),
+                      data=training_data)
         stages.append(Stage(PLAN_OWNER, "emogen-inputs", inputs, data_up, plan.costs["emogen_inputs"]))
         emogen_up = ((PLAN_OWNER, "emogen-inputs"),)
     for row in rows:
         trains = "train" in row.cost
-        common = {**base, "method": row.method, "data": data}
+        common = {**base, "method": row.method}
         if trains:
             stages.append(
                 Stage(
                     row.id,
                     "train",
-                    {**common, "settings": dict(row.train)},
+                    {**common, "data": training_data, "settings": dict(row.train)},
                     data_up + (emogen_up if row.method == EMOGEN else ()),
                     row.cost["train"],
                 )

@@ -69,12 +69,13 @@ def test_ti_train_resume_and_generate_checks(
     out = tmp_path / "ti"
     train = ["baseline", "textual-inversion", "train", "--tiny", "--device", "cpu", "--index", str(index),
              "--emoset-root", str(root), "--out", str(out), "--steps", "1", "--size", "64", "--seed", "2",
-             "--set", "emotions=amusement", "--set", "gradient_accumulation_steps=1", "--set", "cpu=true", "-q"]
+             "--set", "emotions=amusement", "--set", "gradient_accumulation_steps=1", "-q"]
     assert _run(train) == 0
     assert f"checkpoint: {out}" in _said(capsys)
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["max_steps"] == 1 and config["settings"]["resolution"] == 64
     assert config["settings"]["seed"] == 2 and config["settings"]["emotions"] == ["amusement"]
+    assert config["settings"]["cpu"] is True  # --device cpu reaches accelerate, which would pick a GPU otherwise
     assert config["sd"]["model_id"] == "tiny-sd"
     assert _run(train) == 2 and "--resume" in _said(capsys)
     assert _run([*train, "--resume"]) == 0
@@ -84,6 +85,22 @@ def test_ti_train_resume_and_generate_checks(
     assert "no learned token for awe" in _said(capsys)
     assert _run(generate) == 2 and "needs --checkpoint" in _said(capsys)
     assert _run([*generate, "--checkpoint", str(tmp_path / "none")]) == 2
+
+
+def test_train_device_becomes_the_cpu_setting() -> None:
+    from baselines.cli import train_settings
+
+    def parsed(*argv: str) -> dict:
+        parser = argparse.ArgumentParser()
+        register(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(["baseline", "dreambooth", "train", "--index", "i", "--emoset-root", "e",
+                                  "--out", "o", *argv])  # fmt: skip
+        return train_settings(args)
+
+    assert parsed("--device", "cpu")["cpu"] is True
+    assert "cpu" not in parsed() and "cpu" not in parsed("--device", "cuda")
+    with pytest.raises(BenchError, match="CUDA_VISIBLE_DEVICES"):
+        parsed("--device", "cuda:1")  # accelerate would train on cuda:0 regardless
 
 
 @pytest.mark.parametrize(

@@ -191,6 +191,31 @@ def test_the_dry_run_lists_every_stage_and_its_gpu_hours_and_writes_nothing(
     assert not work.exists()
 
 
+def _digests(plan, work: Path) -> dict[str, str]:
+    """Each stage's digest, every upstream stage given the same run id (as after one complete run)."""
+    stages = plan_stages(plan, plan.rows, work)
+    return {stage.key: regenerate.stage_digest(stage, {f"{o}/{n}": "run" for o, n in stage.upstream})
+            for stage in stages}  # fmt: skip
+
+
+def test_new_reference_statistics_rerun_only_the_evaluation(tmp_path: Path) -> None:
+    plan = load_plan(PLANS / "main.toml")
+    work = tmp_path / "work"
+    (work / "index").mkdir(parents=True)
+    (work / "index" / "index.csv").write_text("id,path\n", encoding="utf-8")
+    reference = work / "reference-paper-code.npz"
+    reference.write_bytes(b"first statistics")
+    before = _digests(plan, work)
+    reference.write_bytes(b"statistics rebuilt")
+    after = _digests(plan, work)
+    changed = {key for key in before if before[key] != after[key]}
+    assert changed == {f"{row.id}/evaluate" for row in plan.rows}  # training and generation (GPU hours) are kept
+    (work / "index" / "index.csv").write_text("id,path\nnew,row.jpg\n", encoding="utf-8")
+    retrained = {key for key, digest in _digests(plan, work).items() if digest != after[key]}
+    assert {f"{row.id}/train" for row in plan.rows if "train" in row.cost} <= retrained
+    assert "stable-diffusion/generate" not in retrained  # the prompt baseline reads no training data
+
+
 def test_a_workdir_with_foreign_files_is_refused(tmp_path: Path) -> None:
     plan = load_plan(_write(tmp_path, TINY_PLAN))
     work = tmp_path / "work"
