@@ -969,14 +969,24 @@ def dry_run_report(plan: Plan, workdir: str | Path, *, rows: Sequence[str] | Non
     """What :func:`run_plan` would do, stage by stage, with the GPU hours each is expected to take; writes nothing."""
     workdir = Path(workdir)
     _check_workdir(workdir, plan.tiny)
+    statuses = plan_statuses(plan, select_rows(plan, rows), workdir)
+    return describe(plan, statuses, missing_data(plan, workdir))
+
+
+def plan_statuses(plan: Plan, rows: Sequence[PlanRow], workdir: Path) -> list[StageStatus]:
+    """The status of every stage of ``rows`` as the work folder stands, without running anything.
+
+    A stage counts as complete (``skip``) only when its marker matches its current inputs and every
+    stage it reads from is complete too.
+    """
     statuses = []
     run_ids: dict[str, str | None] = {}
-    for stage in plan_stages(plan, select_rows(plan, rows), workdir):
+    for stage in plan_stages(plan, rows, workdir):
         status, _ = _status(workdir, stage, run_ids)
         marker = read_marker(workdir, stage.owner, stage.name)
         run_ids[stage.key] = marker.get("run_id") if status.action == "skip" and marker else None
         statuses.append(status)
-    return describe(plan, statuses, missing_data(plan, workdir))
+    return statuses
 
 
 def run_plan(
@@ -1089,14 +1099,17 @@ def _load_json_entry(path: Path, smoke: bool) -> Entry | None:
 
 
 def comparison_rows(plan: Plan, workdir: Path) -> list[ComparisonRow]:
-    """Every (table, row) pair of the plan, with the row's regenerated entry (if made) and its published one."""
+    """Every (table, row) pair of the plan, with the row's regenerated entry (if made under the plan's current
+    settings) and its published one."""
     keys = PROTOCOLS[plan.protocol].metrics
+    # an entry made under other settings (a changed row, or another plan's row of the same id) is not this plan's
+    current = {s.stage.key for s in plan_statuses(plan, plan.rows, workdir) if s.action == "skip"}
     found = []
     for table in plan.tables:
         for row in plan.rows:
             if table not in row.tables:
                 continue
-            marker = read_marker(workdir, row.id, "entry")
+            marker = read_marker(workdir, row.id, "entry") if f"{row.id}/entry" in current else None
             entry_file = workdir / marker["paths"]["entry"] if marker and "entry" in marker.get("paths", {}) else None
             regenerated = _load_json_entry(entry_file, plan.tiny) if entry_file is not None else None
             published = None

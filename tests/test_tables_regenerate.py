@@ -318,6 +318,20 @@ def test_a_changed_setting_reruns_that_stage_and_the_ones_after_it(smoke_run) ->
     }
 
 
+def test_an_entry_made_under_other_settings_is_not_shown_as_regenerated(smoke_run) -> None:
+    """A row whose settings changed shows no regenerated numbers until it is run again (never the stale entry)."""
+    plan, work, _ = smoke_run
+    row = plan.row("textual-inversion")
+    changed = dataclasses.replace(row, generate={**row.generate, "guidance": 5.0})
+    edited = dataclasses.replace(plan, rows=tuple(changed if r.id == row.id else r for r in plan.rows))
+    current = {item.row.id: item for item in regenerate.comparison_rows(plan, work)}
+    stale = {item.row.id: item for item in regenerate.comparison_rows(edited, work)}
+    assert all(value is not None for value in current["textual-inversion"].regenerated.values())
+    assert all(value is None for value in stale["textual-inversion"].regenerated.values())
+    assert stale["textual-inversion"].published == current["textual-inversion"].published
+    assert stale["stable-diffusion"].regenerated == current["stable-diffusion"].regenerated
+
+
 def test_a_crash_in_one_stage_leaves_no_marker_and_a_rerun_resumes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
