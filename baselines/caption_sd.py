@@ -129,6 +129,7 @@ class CaptionStream:
             raise DataError("no rows to fine-tune on: check the index and the split")
         self.rows, self.captions, self.template, self.seed, self.balance = list(rows), captions, template, seed, balance
         self._orders: dict[int, list[int]] = {}
+        self._length = len(self.order(0))  # the same for every epoch: only the shuffle changes
 
     def order(self, epoch: int) -> list[int]:
         """Row positions of one epoch."""
@@ -142,8 +143,7 @@ class CaptionStream:
         return self._orders[epoch]
 
     def __call__(self, sample: int) -> Example:
-        length = len(self.order(0))
-        row = self.rows[self.order(sample // length)[sample % length]]
+        row = self.rows[self.order(sample // self._length)[sample % self._length]]
         return Example(row, caption_text(self.template, row.emotion, self.captions[row.id]))
 
 

@@ -122,7 +122,7 @@ def order_entries(documents: Sequence[Mapping[str, Any]]) -> list[Mapping[str, A
 
     def key(document: Mapping[str, Any]) -> tuple[int, float, str, str]:
         value = overall_value(document, HEADLINE)
-        return (value is None, 0.0 if value is None else sign * value, document["method"], document["id"])
+        return (value is None, 0.0 if value is None else sign * value, document["method"].lower(), document["id"])
 
     return sorted(documents, key=key)
 

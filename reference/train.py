@@ -179,7 +179,8 @@ class Stage2Images(Dataset):
         self.transform = sd_transform(resolution)
         self.encoder_transform = encoder_transform
         self._orders: dict[int, list[int]] = {}
-        if not self.order(0):
+        self._length = len(self.order(0))  # the same for every epoch: only the shuffle changes
+        if not self._length:
             raise DataError(f"no {split!r} rows in the index: nothing to train on; check the index and the split")
 
     def order(self, epoch: int) -> list[int]:
@@ -190,11 +191,10 @@ class Stage2Images(Dataset):
 
     def position(self, sample: int) -> int:
         """The row position of global sample number ``sample``."""
-        length = len(self.order(0))
-        return self.order(sample // length)[sample % length]
+        return self.order(sample // self._length)[sample % self._length]
 
     def __len__(self) -> int:
-        return len(self.order(0))
+        return self._length
 
     def __getitem__(self, sample: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         position = self.position(sample)

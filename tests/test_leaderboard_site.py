@@ -499,3 +499,14 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
         assert _severe(driver.get_log("browser")) == []
     finally:
         driver.quit()
+
+
+def test_ties_are_ordered_as_in_the_markdown_table() -> None:
+    """Equal Emo-A: the page's first order and the Markdown ranking list the methods the same way."""
+    from leaderboard.entries import Entry
+    from leaderboard.tables import rank
+
+    documents = [entry_document(name, base=1.0) for name in ("Beta", "alpha", "Gamma")]
+    page = [document["method"] for document in order_entries(documents)]
+    table = [ranked.entry.method for ranked in rank([Entry(document) for document in documents])]
+    assert page == table == ["alpha", "Beta", "Gamma"]
