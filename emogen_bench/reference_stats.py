@@ -362,8 +362,11 @@ def write_reference_stats(stats: ReferenceStats, out_path: str | Path, *, overwr
 # --- loading --------------------------------------------------------------------------------------
 
 
-def _invalid(path: Path, problem: str) -> InvalidInputError:
-    return InvalidInputError(f"{path} is not usable reference statistics: {problem}. Rebuild it with `{BUILD_HINT}`")
+def _invalid(path: Path, problem: str, protocol: str = PROTOCOL) -> InvalidInputError:
+    """The file cannot be used; the message ends with the command that rebuilds it for ``protocol``."""
+    return InvalidInputError(
+        f"{path} is not usable reference statistics: {problem}. Rebuild it with `{build_hint(protocol)}`"
+    )
 
 
 def _read_metadata(path: Path, archive: Any) -> dict[str, Any]:
@@ -375,40 +378,43 @@ def _read_metadata(path: Path, archive: Any) -> dict[str, Any]:
         raise _invalid(path, f"its metadata is not valid JSON ({error})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != REFERENCE_FORMAT:
         raise _invalid(path, f"its format is not {REFERENCE_FORMAT!r}")
+    declared = metadata.get("protocol")
+    protocol = declared if isinstance(declared, str) and declared in PROTOCOLS else PROTOCOL
     version = metadata.get("format_version")
     if version != REFERENCE_FORMAT_VERSION:
         raise _invalid(path, f"it has format version {version!r}; this emogen-bench reads version "
-                             f"{REFERENCE_FORMAT_VERSION}")
-    if metadata.get("protocol") not in PROTOCOLS:
-        raise _invalid(
-            path, f"it was built for protocol {metadata.get('protocol')!r}, not one of {', '.join(PROTOCOLS)}"
-        )
+                             f"{REFERENCE_FORMAT_VERSION}", protocol)
+    if declared != protocol:
+        raise _invalid(path, f"it was built for protocol {declared!r}, not one of {', '.join(PROTOCOLS)}")
     required = ("counts", "kid_sample_counts", "extractor", "feature_dim", "index_digest", "split", "seed", "created")
     absent = [key for key in required if key not in metadata]
     if absent:
-        raise _invalid(path, f"its metadata lacks {', '.join(absent)}")
+        raise _invalid(path, f"its metadata lacks {', '.join(absent)}", protocol)
     for key in ("counts", "kid_sample_counts"):
         table = metadata[key]
         if not isinstance(table, dict) or any(not isinstance(table.get(e), int) for e in EMOTION_NAMES):
-            raise _invalid(path, f"its metadata {key!r} does not give an integer for every emotion")
+            raise _invalid(path, f"its metadata {key!r} does not give an integer for every emotion", protocol)
     if not isinstance(metadata["feature_dim"], int) or metadata["feature_dim"] < 1:
-        raise _invalid(path, f"its metadata feature_dim {metadata['feature_dim']!r} is not a positive integer")
+        raise _invalid(
+            path, f"its metadata feature_dim {metadata['feature_dim']!r} is not a positive integer", protocol
+        )
     return metadata
 
 
-def _read_array(path: Path, archive: Any, key: str, shape: tuple[int, ...]) -> np.ndarray:
+def _read_array(path: Path, archive: Any, key: str, shape: tuple[int, ...], protocol: str) -> np.ndarray:
     if key not in archive.files:
-        raise _invalid(path, f"the array {key!r} is missing")
+        raise _invalid(path, f"the array {key!r} is missing", protocol)
     try:
         array = archive[key]
     except Exception as error:  # noqa: BLE001 - a damaged member fails in zip, header or CRC checks
-        raise _invalid(path, f"the array {key!r} cannot be read ({type(error).__name__}: {error})") from None
+        problem = f"the array {key!r} cannot be read ({type(error).__name__}: {error})"
+        raise _invalid(path, problem, protocol) from None
     if not isinstance(array, np.ndarray):  # a member that is not an .npy array is read back as bytes
-        raise _invalid(path, f"the member {key!r} is not an array")
+        raise _invalid(path, f"the member {key!r} is not an array", protocol)
     if array.shape != shape:
-        raise _invalid(path, f"the array {key!r} has shape {array.shape}, expected {shape}")
+        raise _invalid(path, f"the array {key!r} has shape {array.shape}, expected {shape}", protocol)
     if not np.all(np.isfinite(array)):
-        raise _invalid(path, f"the array {key!r} holds NaN or infinite values")
+        raise _invalid(path, f"the array {key!r} holds NaN or infinite values", protocol)
     return array
 
 
@@ -425,20 +431,21 @@ def load_reference_stats(path: str | Path) -> ReferenceStats:
         raise _invalid(path, "it is a single array, not an .npz archive")
     with archive:
         metadata = _read_metadata(path, archive)
+        protocol = metadata["protocol"]
         dim = metadata["feature_dim"]
         counts, kid_counts = metadata["counts"], metadata["kid_sample_counts"]
         per_emotion = {}
         kid_sample = {}
         for emotion in EMOTION_NAMES:
             per_emotion[emotion] = GaussianStats(
-                _read_array(path, archive, f"mu.{emotion}", (dim,)),
-                _read_array(path, archive, f"sigma.{emotion}", (dim, dim)),
+                _read_array(path, archive, f"mu.{emotion}", (dim,), protocol),
+                _read_array(path, archive, f"sigma.{emotion}", (dim, dim), protocol),
                 counts[emotion],
             )
-            kid_sample[emotion] = _read_array(path, archive, f"kid.{emotion}", (kid_counts[emotion], dim))
+            kid_sample[emotion] = _read_array(path, archive, f"kid.{emotion}", (kid_counts[emotion], dim), protocol)
         pooled = GaussianStats(
-            _read_array(path, archive, "mu.pooled", (dim,)),
-            _read_array(path, archive, "sigma.pooled", (dim, dim)),
+            _read_array(path, archive, "mu.pooled", (dim,), protocol),
+            _read_array(path, archive, "sigma.pooled", (dim, dim), protocol),
             sum(counts[emotion] for emotion in EMOTION_NAMES),
         )
     return ReferenceStats(per_emotion, pooled, kid_sample, metadata, path=path, sha256=sha256_file(path))

@@ -379,6 +379,23 @@ def test_damaged_or_foreign_files_are_refused_with_a_reason(  # type: ignore[no-
     assert str(bad) in str(raised.value) and "reference-stats build" in str(raised.value)
 
 
+def test_the_rebuild_hint_names_the_files_own_protocol(built_file: Path, tmp_path: Path) -> None:
+    """A damaged paper-code file is to be rebuilt under paper-code; a protocol that is no name is a reason, no crash."""
+
+    def paper_code_without_an_array(arrays: dict[str, np.ndarray]) -> None:
+        _set_meta(arrays, protocol="emogen-paper-code")
+        arrays.pop("sigma.awe")
+
+    bad = _rewrite(built_file, tmp_path / "bad-paper.npz", paper_code_without_an_array)
+    with pytest.raises(InvalidInputError, match="sigma.awe") as raised:
+        load_reference_stats(bad)
+    assert "--protocol emogen-paper-code" in str(raised.value)
+    listed = _rewrite(built_file, tmp_path / "bad-list.npz", lambda a: _set_meta(a, protocol=["eicg-v1"]))
+    with pytest.raises(InvalidInputError, match="protocol") as raised:
+        load_reference_stats(listed)
+    assert "--protocol" not in str(raised.value)
+
+
 def test_missing_and_non_npz_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="do not exist"):
         load_reference_stats(tmp_path / "absent.npz")
