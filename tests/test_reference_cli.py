@@ -166,3 +166,17 @@ def test_train_refuses_options_it_would_ignore(option, tmp_path, capsys):
     assert bench_cli.main(argv) == 2
     assert option[0] in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_generate_extra_is_a_clear_usage_error(monkeypatch, tmp_path, capsys) -> None:
+    """Without diffusers (the 'generate' extra) the command says what to install: exit 2, not an internal error."""
+    import reference.smoke
+
+    def without_diffusers(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'diffusers'", name="diffusers")
+
+    monkeypatch.setattr(reference.smoke, "run_smoke", without_diffusers)
+    code = bench_cli.main(["reference", "smoke", "--out", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'generate' extra" in err and 'pip install -e ".[generate]"' in err and "internal error" not in err

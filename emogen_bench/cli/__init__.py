@@ -22,6 +22,8 @@ from emogen_bench.task import PROTOCOL
 
 #: Entry-point group through which other packages add ``emogen-bench`` subcommands.
 COMMANDS_GROUP = "emogen_bench.commands"
+#: Modules of the ``generate`` extra (pyproject.toml): training and generation need them, scoring does not.
+GENERATE_EXTRA_MODULES = frozenset({"diffusers", "accelerate", "safetensors"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("emogen-bench: interrupted; nothing was left half-written.", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except Exception as error:  # noqa: BLE001 - the last line of defence, reported as a bug
+        if isinstance(error, ModuleNotFoundError) and error.name in GENERATE_EXTRA_MODULES:
+            print(
+                f"emogen-bench: error: this command needs {error.name!r}, part of the 'generate' extra; install it "
+                "with `pip install -e \".[generate]\"` (or `pip install \"emogen-bench[generate]\"`) and run it again",
+                file=sys.stderr,
+            )
+            return int(ExitCode.USAGE)
         print(
             f"emogen-bench: internal error ({type(error).__name__}: {error}). This is a bug; please "
             "report it with the command you ran. Set EMOGEN_BENCH_DEBUG=1 for the traceback.",
