@@ -18,7 +18,7 @@ import importlib
 import json
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -34,10 +34,9 @@ from emogen_bench.submission import SubmissionMetadata, read_metadata, write_met
 from emogen_bench.task import DEFAULT_SEED, EMOTION_NAMES, SUBMISSION
 from reference.generate import (
     SAMPLER,
-    PlannedImage,
     check_resume,
     decode_latents,
-    is_complete_image,
+    images_to_render,
     latent_shape,
     plain_prompt_hidden_states,
     plan_submission,
@@ -323,7 +322,7 @@ def load_components(
     (its revision too, unless ``sd_revision`` says otherwise). ``dtype``: ``fp32``, ``fp16``, ``bf16`` or
     ``auto`` (fp16 on CUDA, fp32 on CPU). No CLIP text projection is loaded: baselines do not use it.
     """
-    from reference.encoder import resolve_device
+    from emogen_bench.pipeline import resolve_device
     from reference.sd import DEFAULT_SD_MODEL, DEFAULT_SD_REVISION, load_sd_components, tiny_sd_components
 
     resolved = resolve_device(device)
@@ -436,23 +435,6 @@ def prompt_submission_metadata(
     )
 
 
-def _todo(out_dir: Path, plan: Sequence[PlannedImage], config: PromptGenerateConfig) -> list[PlannedImage]:
-    """Images of ``plan`` not yet in ``out_dir``; a damaged existing file is a UsageError (nothing written)."""
-    todo, corrupt = [], []
-    for image in plan:
-        target = out_dir / image.path
-        if not target.exists():
-            todo.append(image)
-        elif not is_complete_image(target, config.width, config.height):
-            corrupt.append(image.path)
-    if corrupt:
-        raise UsageError(
-            f"{out_dir}: {len(corrupt)} existing file(s) are not complete {config.width}x{config.height} PNGs of this "
-            f"run ({', '.join(corrupt[:5])}); delete them and run again to regenerate them (nothing was written)"
-        )
-    return todo
-
-
 def generate_from_prompts(
     components: SDComponents,
     prompts: Mapping[str, str | Sequence[str]],
@@ -461,6 +443,7 @@ def generate_from_prompts(
     *,
     method: str,
     extra_metadata: Mapping[str, Any] | None = None,
+    before_emotion: Callable[[str], None] | None = None,
 ) -> Path:
     """Write a submission ``out_dir/<emotion>/<emotion>_<i:04d>.png`` + ``submission.json`` from text prompts.
 
@@ -468,13 +451,14 @@ def generate_from_prompts(
     Seeds, sampler and batching are the reference implementation's; resumable: a second run with the
     same settings keeps the images already there and renders only the batches that miss some.
     ``extra_metadata`` goes into ``submission.json``'s notes (checkpoint digest, settings).
+    ``before_emotion(e)`` runs before the first batch of emotion ``e`` is rendered (per-emotion weights).
     """
     check_prompts(prompts)
     out_dir = Path(out_dir)
     expected = prompt_submission_metadata(components, prompts, config, method=method, extra_metadata=extra_metadata)
     check_resume(out_dir, expected)
     plan = plan_submission(config.per_emotion, config.seed)
-    todo = _todo(out_dir, plan, config)
+    todo = images_to_render(out_dir, plan, config.width, config.height)
     for name in EMOTION_NAMES:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
     metadata_path = out_dir / SUBMISSION.metadata_file
@@ -482,7 +466,11 @@ def generate_from_prompts(
         write_metadata(out_dir, expected, overwrite=True)
     missing = {image.path for image in todo}
     chunks = [chunk for chunk in submission_batches(plan, config.batch_size) if any(i.path in missing for i in chunk)]
+    current = None
     for chunk in progress(chunks, desc=f"generating ({method})", enabled=config.show_progress, unit="batch"):
+        if before_emotion is not None and chunk[0].emotion != current:  # a batch holds one emotion's images
+            before_emotion(chunk[0].emotion)
+            current = chunk[0].emotion
         texts = [image_prompt(prompts, image.emotion, image.index) for image in chunk]
         pixels = render_prompts(components, texts, [image.seed for image in chunk], config)
         for image, array in zip(chunk, pixels):

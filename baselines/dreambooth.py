@@ -47,10 +47,8 @@ from PIL import Image
 
 from baselines.common import (
     PromptGenerateConfig,
-    check_prompts,
-    prompt_submission_metadata,
+    generate_from_prompts,
     read_checkpoint_config,
-    render_prompts,
     settings_dict,
     settings_from_mapping,
     write_checkpoint_config,
@@ -59,12 +57,10 @@ from emogen_bench.data import IndexRow, load_index
 from emogen_bench.errors import DataError, UsageError, WeightsError
 from emogen_bench.fileio import write_atomic, write_json_atomic
 from emogen_bench.progress import progress
-from emogen_bench.submission import read_metadata, write_metadata
 from emogen_bench.task import DEFAULT_SEED, EMOTION_IDS, EMOTION_NAMES, SUBMISSION
 from reference.data import open_rgb
-from reference.generate import check_resume, is_complete_image, plan_submission, png_bytes, submission_batches
 from reference.sd import SDComponents
-from reference.train import step_generator, step_samples
+from reference.train import step_dirs, step_generator, step_samples
 
 NAME = "dreambooth"
 METHOD = "DreamBooth (emogen-bench baseline)"
@@ -367,12 +363,7 @@ def restored(components: SDComponents, train_text_encoder: bool) -> Iterator[Cal
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """Complete resumable checkpoints of one run, oldest first."""
-    found = []
-    for path in Path(run_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        suffix = path.name[len(CHECKPOINT_PREFIX) :]
-        if path.is_dir() and suffix.isdigit() and (path / "state.json").is_file():
-            found.append((int(suffix), path))
-    return [path for _, path in sorted(found)]
+    return step_dirs(run_dir, CHECKPOINT_PREFIX, "state.json")
 
 
 def _replace_dir(temporary: Path, final: Path) -> None:
@@ -604,52 +595,6 @@ def check_sd_matches(config: Mapping[str, Any], components: SDComponents, checkp
         )
 
 
-def generate_per_emotion(
-    components: SDComponents,
-    prompts: Mapping[str, str],
-    config: PromptGenerateConfig,
-    out_dir: Path,
-    load_emotion: Callable[[str], None],
-    *,
-    method: str,
-    extra_metadata: Mapping[str, Any] | None = None,
-) -> Path:
-    """:func:`baselines.common.generate_from_prompts` with other weights per emotion.
-
-    ``load_emotion(e)`` puts emotion ``e``'s weights into ``components`` before its batches are rendered;
-    seeds, batches, sampler, ``submission.json`` and the resume rules are those of the shared loop.
-    """
-    check_prompts(prompts)
-    out_dir = Path(out_dir)
-    expected = prompt_submission_metadata(components, prompts, config, method=method, extra_metadata=extra_metadata)
-    check_resume(out_dir, expected)
-    plan = plan_submission(config.per_emotion, config.seed)
-    present = [i.path for i in plan if (out_dir / i.path).exists()]
-    corrupt = [path for path in present if not is_complete_image(out_dir / path, config.width, config.height)]
-    if corrupt:
-        raise UsageError(
-            f"{out_dir}: {len(corrupt)} existing file(s) are not complete {config.width}x{config.height} PNGs of this "
-            f"run ({', '.join(corrupt[:5])}); delete them and run again to regenerate them (nothing was written)"
-        )
-    missing = {i.path for i in plan if not (out_dir / i.path).exists()}
-    for name in EMOTION_NAMES:
-        (out_dir / name).mkdir(parents=True, exist_ok=True)
-    metadata_path = out_dir / SUBMISSION.metadata_file
-    if not metadata_path.is_file() or read_metadata(metadata_path) != expected:
-        write_metadata(out_dir, expected, overwrite=True)
-    chunks = [c for c in submission_batches(plan, config.batch_size) if any(i.path in missing for i in c)]
-    loaded = None
-    for chunk in progress(chunks, desc=f"generating ({method})", enabled=config.show_progress, unit="batch"):
-        if chunk[0].emotion != loaded:
-            load_emotion(chunk[0].emotion)
-            loaded = chunk[0].emotion
-        pixels = render_prompts(components, [prompts[i.emotion] for i in chunk], [i.seed for i in chunk], config)
-        for image, array in zip(chunk, pixels):
-            if image.path in missing:
-                write_atomic(out_dir / image.path, png_bytes(array), overwrite=False)
-    return out_dir
-
-
 def _concept_examples(stream: ConceptStream, prompt: str) -> Callable[[int], Example]:
     return lambda sample: Example(stream(sample), prompt)
 
@@ -760,8 +705,9 @@ class DreamBooth:
                 load_weights_into(module, checkpoint / emotion / key)
 
         with restored(components, trained.train_text_encoder):
-            return generate_per_emotion(
-                components, prompts, chosen.config(), Path(out_dir), load_emotion, method=METHOD, extra_metadata=extra
+            return generate_from_prompts(
+                components, prompts, chosen.config(), Path(out_dir), method=METHOD, extra_metadata=extra,
+                before_emotion=load_emotion,
             )
 
 
@@ -775,7 +721,6 @@ __all__ = [
     "concept_order",
     "denoising_loss",
     "finetune",
-    "generate_per_emotion",
     "select_concept_images",
     "training_pixels",
 ]

@@ -56,7 +56,7 @@ from emogen_bench.progress import progress
 from emogen_bench.task import DEFAULT_SEED, EMOTION_IDS, EMOTION_NAMES, SUBMISSION
 from reference.conditioning import encode_prompt
 from reference.sd import SDComponents
-from reference.train import step_generator, step_samples
+from reference.train import step_dirs, step_generator, step_samples
 
 NAME = "textual-inversion"
 METHOD = "Textual Inversion (one learned token per emotion)"
@@ -282,12 +282,7 @@ def load_learned_embeds(path: Path, token: str) -> torch.Tensor:
 
 def state_dirs(folder: Path) -> list[Path]:
     """Complete training checkpoints ``checkpoint-<step>`` under ``folder``, oldest first."""
-    found = []
-    for path in Path(folder).glob(f"{STATE_PREFIX}*"):
-        suffix = path.name[len(STATE_PREFIX):]
-        if path.is_dir() and suffix.isdigit() and (path / "state.json").is_file():
-            found.append((int(suffix), path))
-    return [path for _, path in sorted(found)]
+    return step_dirs(folder, STATE_PREFIX, "state.json")
 
 
 def _write_state(folder: Path, step: int, token: str, embed: torch.Tensor, optimizer: torch.optim.Optimizer) -> Path:

@@ -211,7 +211,7 @@ def _dtype(name: str, device: Any) -> Any:
 
 def load_components_for(args: argparse.Namespace, checkpoint: dict[str, Any] | None, *, projection: bool) -> Any:
     """SD components named by ``--sd-model``/``--sd-revision`` (default: those the checkpoint was trained with)."""
-    from reference.encoder import resolve_device
+    from emogen_bench.pipeline import resolve_device
     from reference.sd import (
         CLIP_PROJECTION_ARTIFACT,
         DEFAULT_SD_MODEL,
@@ -470,7 +470,7 @@ def _rows(index: Path, split: str | None) -> list[Any]:
 
 
 def run_space(args: argparse.Namespace) -> int:
-    from reference.encoder import resolve_device
+    from emogen_bench.pipeline import resolve_device
     from reference.space import format_space_report
 
     statistics = load_space_arg(args.statistics)[0] if args.statistics else None
@@ -489,8 +489,8 @@ def run_space(args: argparse.Namespace) -> int:
 
 
 def run_confidence(args: argparse.Namespace) -> int:
+    from emogen_bench.pipeline import resolve_device
     from reference.confidence import clip_embeddings, load_clip, load_clip_head, load_official_head
-    from reference.encoder import resolve_device
 
     rows = _rows(args.index, "all")
     device = resolve_device(args.device)

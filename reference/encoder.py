@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from emogen_bench.data import index_digest, load_index
 from emogen_bench.errors import DataError, UsageError, WeightsError
 from emogen_bench.fileio import atomic_writer, write_atomic, write_json_atomic
+from emogen_bench.pipeline import resolve_device
 from emogen_bench.task import EMOTIONS
 from emogen_bench.weights import WeightStore, load_artifact, open_store
 from reference.data import EmoSetImages, encoder_transform, split_rows
@@ -52,16 +53,6 @@ LOG_FILE = "log.jsonl"
 RESULT_FILE = "result.json"
 CHECKPOINT_FORMAT = "emogen-bench.reference.stage1"
 CHECKPOINT_FORMAT_VERSION = 1
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; an absent CUDA device is a :class:`UsageError`."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {device}: no CUDA device is available here; use --device cpu (or auto)")
-    return resolved
 
 
 class TinyTrunk(nn.Module):

@@ -381,6 +381,23 @@ def is_complete_image(path: Path, width: int, height: int) -> bool:
         return False
 
 
+def images_to_render(out_dir: Path, plan: Sequence[PlannedImage], width: int, height: int) -> list[PlannedImage]:
+    """The images of ``plan`` not yet in ``out_dir``; a damaged existing file is a UsageError (nothing written)."""
+    todo, corrupt = [], []
+    for image in plan:
+        target = out_dir / image.path
+        if not target.exists():
+            todo.append(image)
+        elif not is_complete_image(target, width, height):
+            corrupt.append(image.path)
+    if corrupt:
+        raise UsageError(
+            f"{out_dir}: {len(corrupt)} existing file(s) are not complete {width}x{height} PNGs of this "
+            f"run ({', '.join(corrupt[:5])}); delete them and run again to regenerate them (nothing was written)"
+        )
+    return todo
+
+
 @dataclass(frozen=True)
 class GenerationSummary:
     """What :func:`generate_submission` did: the folder, images written now and images kept from before."""
@@ -429,22 +446,10 @@ def generate_submission_summary(
     placeholder_id = placeholder_for(components)
     expected = submission_metadata(config, components, mapper, space)
     check_resume(out_dir, expected)
-    corrupt = []
-    todo: list[PlannedImage] = []
     batches = [b for n, b in enumerate(submission_batches(plan_submission(config.per_emotion, config.seed),
                                                           config.batch_size)) if n % count == index]
     plan = [image for batch in batches for image in batch]
-    for image in plan:
-        target = out_dir / image.path
-        if not target.exists():
-            todo.append(image)
-        elif not is_complete_image(target, config.width, config.height):
-            corrupt.append(image.path)
-    if corrupt:
-        raise UsageError(
-            f"{out_dir}: {len(corrupt)} existing file(s) are not complete {config.width}x{config.height} PNGs of this "
-            f"run ({', '.join(corrupt[:5])}); delete them and run again to regenerate them (nothing was written)"
-        )
+    todo = images_to_render(out_dir, plan, config.width, config.height)
     for name in EMOTION_NAMES:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
     metadata_path = out_dir / SUBMISSION.metadata_file

@@ -222,14 +222,19 @@ def step_generator(seed: int, step: int, process: int) -> torch.Generator:
 # ---- checkpoints -----------------------------------------------------------------------------------
 
 
-def checkpoint_dirs(out_dir: Path) -> list[Path]:
-    """Complete checkpoints under ``out_dir``, oldest first."""
+def step_dirs(folder: Path, prefix: str, marker: str) -> list[Path]:
+    """Folders ``<prefix><step>`` under ``folder`` that hold ``marker`` (written last: complete), by step."""
     found = []
-    for path in Path(out_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        suffix = path.name[len(CHECKPOINT_PREFIX) :]
-        if path.is_dir() and suffix.isdigit() and (path / "config.json").is_file():
+    for path in Path(folder).glob(f"{prefix}*"):
+        suffix = path.name[len(prefix) :]
+        if path.is_dir() and suffix.isdigit() and (path / marker).is_file():
             found.append((int(suffix), path))
     return [path for _, path in sorted(found)]
+
+
+def checkpoint_dirs(out_dir: Path) -> list[Path]:
+    """Complete checkpoints under ``out_dir``, oldest first."""
+    return step_dirs(out_dir, CHECKPOINT_PREFIX, "config.json")
 
 
 def _write_checkpoint(
