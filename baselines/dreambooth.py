@@ -48,6 +48,7 @@ from PIL import Image
 from baselines.common import (
     PromptGenerateConfig,
     generate_from_prompts,
+    prompt_config,
     read_checkpoint_config,
     settings_dict,
     settings_from_mapping,
@@ -57,7 +58,7 @@ from emogen_bench.data import IndexRow, load_index
 from emogen_bench.errors import DataError, UsageError, WeightsError
 from emogen_bench.fileio import write_atomic, write_json_atomic
 from emogen_bench.progress import progress
-from emogen_bench.task import DEFAULT_SEED, EMOTION_IDS, EMOTION_NAMES, SUBMISSION
+from emogen_bench.task import EMOTION_IDS, EMOTION_NAMES
 from reference.data import open_rgb
 from reference.sd import SDComponents
 from reference.train import step_dirs, step_generator, step_samples
@@ -127,23 +128,14 @@ class DreamBoothSettings:
 
 
 @dataclass(frozen=True)
-class GenerateSettings:
+class GenerateSettings(PromptGenerateConfig):
     """Generation settings of the fine-tuned baselines (the paper's sampler; ``prompt`` None: the method's own)."""
 
-    per_emotion: int = SUBMISSION.images_per_emotion
-    seed: int = DEFAULT_SEED
-    steps: int = 50
-    guidance: float = 7.5
-    width: int = 512
-    height: int = 512
-    batch_size: int = 8
-    show_progress: bool = True
     prompt: str | None = None
 
     def config(self) -> PromptGenerateConfig:
         """The shared sampler's config."""
-        names = {f.name for f in fields(PromptGenerateConfig)}
-        return PromptGenerateConfig(**{k: v for k, v in settings_dict(self).items() if k in names})
+        return prompt_config(self)
 
 
 def check_finetune_numbers(settings: Any, baseline: str) -> None:

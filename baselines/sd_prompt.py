@@ -19,7 +19,7 @@ from baselines.common import (
     settings_from_mapping,
 )
 from emogen_bench.errors import UsageError
-from emogen_bench.task import DEFAULT_SEED, EMOTION_NAMES, SUBMISSION
+from emogen_bench.task import EMOTION_NAMES
 from reference.sd import SDComponents
 
 NAME = "sd"
@@ -43,24 +43,17 @@ DEFAULT_TEMPLATE_SET = "photo"
 
 
 @dataclass(frozen=True)
-class SDPromptSettings:
+class SDPromptSettings(PromptGenerateConfig):
     """Generation settings of the SD baseline: the sampler's (:class:`PromptGenerateConfig`) and the prompts.
 
     ``templates`` (each containing ``{emotion}``) replaces the named ``template_set`` when given.
     """
 
-    per_emotion: int = SUBMISSION.images_per_emotion
-    seed: int = DEFAULT_SEED
-    steps: int = 50
-    guidance: float = 7.5
-    width: int = 512
-    height: int = 512
-    batch_size: int = 8
-    show_progress: bool = True
     template_set: str = DEFAULT_TEMPLATE_SET
     templates: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.templates is None and self.template_set not in PROMPT_TEMPLATES:
             raise UsageError(
                 f"sd setting template_set={self.template_set!r}: expected one of {', '.join(PROMPT_TEMPLATES)}"

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from baselines.common import (
+    PromptGenerateConfig,
     generate_from_prompts,
     prompt_config,
     read_checkpoint_config,
@@ -53,7 +54,7 @@ from emogen_bench.data import IndexRow, load_index
 from emogen_bench.errors import DataError, UsageError, WeightsError
 from emogen_bench.fileio import write_atomic, write_json_atomic
 from emogen_bench.progress import progress
-from emogen_bench.task import DEFAULT_SEED, EMOTION_IDS, EMOTION_NAMES, SUBMISSION
+from emogen_bench.task import DEFAULT_SEED, EMOTION_IDS, EMOTION_NAMES
 from reference.conditioning import encode_prompt
 from reference.sd import SDComponents
 from reference.train import step_dirs, step_generator, step_samples
@@ -155,20 +156,13 @@ class TextualInversionSettings:
 
 
 @dataclass(frozen=True)
-class TextualInversionGenerateSettings:
+class TextualInversionGenerateSettings(PromptGenerateConfig):
     """Generation settings: the shared sampler's and the prompt, ``{token}`` being the emotion's learned token."""
 
-    per_emotion: int = SUBMISSION.images_per_emotion
-    seed: int = DEFAULT_SEED
-    steps: int = 50
-    guidance: float = 7.5
-    width: int = 512
-    height: int = 512
-    batch_size: int = 8
-    show_progress: bool = True
     prompt_template: str = "a photo of {token}"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if "{token}" not in self.prompt_template:
             raise UsageError(f"{NAME} setting prompt_template must contain {{token}}, got {self.prompt_template!r}")
 
