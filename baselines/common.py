@@ -31,9 +31,10 @@ from emogen_bench.errors import UsageError, WeightsError
 from emogen_bench.fileio import write_atomic, write_json_atomic
 from emogen_bench.progress import progress
 from emogen_bench.submission import SubmissionMetadata, read_metadata, write_metadata
-from emogen_bench.task import DEFAULT_SEED, EMOTION_NAMES, SUBMISSION
+from emogen_bench.task import EMOTION_NAMES, SUBMISSION
 from reference.generate import (
     SAMPLER,
+    SamplerConfig,
     check_resume,
     decode_latents,
     images_to_render,
@@ -81,31 +82,8 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
-class PromptGenerateConfig:
-    """How a prompt baseline samples; the defaults are the paper's (UniPC, 50 steps, guidance 7.5, 512x512).
-
-    Guidance is classifier-free against the empty prompt; ``batch_size`` images go through the U-Net at once.
-    """
-
-    per_emotion: int = SUBMISSION.images_per_emotion
-    seed: int = DEFAULT_SEED
-    steps: int = 50
-    guidance: float = 7.5
-    width: int = 512
-    height: int = 512
-    batch_size: int = 8
-    show_progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.per_emotion < 1 or self.steps < 1 or self.batch_size < 1:
-            raise UsageError(
-                f"per_emotion, steps and batch_size must be at least 1 (got {self.per_emotion}, {self.steps}, "
-                f"{self.batch_size})"
-            )
-        if self.seed < 0:
-            raise UsageError(f"the seed must be a non-negative integer, got {self.seed}")
-        if self.width % 8 or self.height % 8 or self.width < 8 or self.height < 8:
-            raise UsageError(f"width and height must be positive multiples of 8, got {self.width}x{self.height}")
+class PromptGenerateConfig(SamplerConfig):
+    """How a prompt baseline samples: the reference implementation's sampler settings and defaults."""
 
 
 @runtime_checkable

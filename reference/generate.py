@@ -49,10 +49,10 @@ DECOMPOSITION_TOP_K = 6
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
-    """How images are sampled; the defaults are the paper's (UniPC, 50 steps, guidance 7.5, 512x512).
+class SamplerConfig:
+    """How images are sampled, shared by EmoGen and the prompt baselines; the defaults are the paper's
+    (UniPC, 50 steps, guidance 7.5 against the empty prompt, 512x512).
 
-    ``guidance`` is classifier-free guidance against the empty prompt (``negative_prompt``);
     ``batch_size`` images go through the U-Net at once (twice that with guidance).
     """
 
@@ -63,18 +63,33 @@ class GenerateConfig:
     width: int = 512
     height: int = 512
     batch_size: int = 8
-    prompt: str = PLACEHOLDER
-    negative_prompt: str = ""
-    method: str = METHOD
     show_progress: bool = True
 
     def __post_init__(self) -> None:
         if self.per_emotion < 1 or self.steps < 1 or self.batch_size < 1:
-            raise UsageError("per_emotion, steps and batch_size must be at least 1")
+            raise UsageError(
+                f"per_emotion, steps and batch_size must be at least 1 (got {self.per_emotion}, {self.steps}, "
+                f"{self.batch_size})"
+            )
         if self.seed < 0:
             raise UsageError(f"the seed must be a non-negative integer, got {self.seed}")
         if self.width % 8 or self.height % 8 or self.width < 8 or self.height < 8:
             raise UsageError(f"width and height must be positive multiples of 8, got {self.width}x{self.height}")
+
+
+@dataclass(frozen=True)
+class GenerateConfig(SamplerConfig):
+    """EmoGen's sampling: the shared sampler plus the prompt holding the emotion token.
+
+    ``negative_prompt`` is what classifier-free guidance steers away from (the empty prompt).
+    """
+
+    prompt: str = PLACEHOLDER
+    negative_prompt: str = ""
+    method: str = METHOD
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if PLACEHOLDER not in self.prompt:
             raise UsageError(f"the prompt must contain the emotion token {PLACEHOLDER!r}, got {self.prompt!r}")
 
