@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from emogen_bench.features.base import FeatureExtractor
+from emogen_bench.features.clip_pixels import ClipPixelSettings
 
 #: CLIP ViT-L/14 vision tower sizes (openai/clip-vit-large-patch14 ``config.json``).
 CLIP_VIT_L14: dict[str, object] = {
@@ -81,11 +82,9 @@ def _artifacts(*ids: str) -> dict[str, str]:
     return {artifact_id: BENCH_ARTIFACTS for artifact_id in ids}
 
 
-def clip_processor():  # noqa: ANN201 - transformers is imported lazily
-    """A ``CLIPImageProcessor`` with the pinned snapshot's settings."""
-    from transformers import CLIPImageProcessor
-
-    return CLIPImageProcessor(**CLIP_PROCESSOR)
+def clip_processor() -> ClipPixelSettings:
+    """The CLIP pixel settings of the pinned snapshot."""
+    return ClipPixelSettings.from_config(CLIP_PROCESSOR)
 
 
 def random_lpips_alex(seed: int) -> nn.Module:

@@ -1,15 +1,13 @@
 """``evaluate``: validate a submission, extract every feature in one cached pass, compute the metrics.
 
 The flow is deliberately linear: validation (refuse an invalid submission with
-its report) -> weights (missing ones fail before any image is read) -> one pass
-over the images (each decoded once, each model run once per image, features
-cached by content hash) -> pure metric maths on the features -> a results
-document with its provenance.
-
-Under the ``emogen-paper-code`` protocol (docs/paper_code.md) the pass runs the
-Inception behind the released code's preprocessing, and LPIPS and Sem-D come
-from a stage after it: seeded random pairs of ``*jpg`` files, only those
-images decoded again (:func:`emogen_bench.pipeline.score_pairs`).
+its report) -> the protocol's selection (the files each metric reads, the
+extractors its pass needs, its pair stage if any) -> weights (missing ones
+fail before any image is read) -> one pass over the images (each decoded
+once, each model run once per image, features cached by content hash) -> the
+protocol's pair stage -> the protocol's pure metric maths on the features -> a
+results document with its provenance.  Nothing here depends on which protocol
+runs: :mod:`emogen_bench.protocols` holds what differs.
 """
 
 from __future__ import annotations
@@ -17,63 +15,31 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from emogen_bench import __version__
 from emogen_bench.cache import FeatureCache
 from emogen_bench.config import EvalConfig
 from emogen_bench.errors import InvalidInputError, UsageError, WeightsError
-from emogen_bench.features import ARTIFACTS_BY_EXTRACTOR, build_extractors, check_artifacts, metric_extractors
+from emogen_bench.features import ARTIFACTS_BY_EXTRACTOR, build_extractors, check_artifacts
 from emogen_bench.features.base import FeatureExtractor
-from emogen_bench.features.clip import ClipExtractor
-from emogen_bench.features.lpips import LpipsExtractor
-from emogen_bench.features.paper_code import PAIR_METRICS, PASS_EXTRACTORS, is_paper_code
+from emogen_bench.features.paper_code import is_paper_code
 from emogen_bench.metrics import MetricValue
-from emogen_bench.metrics.emo_a import emo_a
-from emogen_bench.metrics.fid import fid
-from emogen_bench.metrics.kid import kid
-from emogen_bench.metrics.lpips import lpips_diversity
-from emogen_bench.metrics.paper_code import PairPlan, is_jpg, pair_metric, pair_mse, paper_code_fid, sample_pairs
-from emogen_bench.metrics.sem_c import sem_c
-from emogen_bench.metrics.sem_d import sem_d
-from emogen_bench.pipeline import (
-    ExtractionResult,
-    ImageItem,
-    PairScores,
-    extract,
-    items_from_report,
-    resolve_device,
-    score_pairs,
-)
-from emogen_bench.protocols import PAPER_CODE, get_protocol
+from emogen_bench.pipeline import ExtractionResult, ImageItem, extract, items_from_report, resolve_device
+from emogen_bench.protocols import PAPER_CODE, Protocol, get_protocol
+from emogen_bench.protocols.base import Features, Selection
 from emogen_bench.reference_stats import ReferenceStats, build_hint, load_reference_stats
 from emogen_bench.results import EvaluationResult, environment
 from emogen_bench.submission import ValidationReport, validate_submission
-from emogen_bench.task import EMOTION_IDS, EMOTION_NAMES, METRICS, PROTOCOL
+from emogen_bench.task import METRICS, PROTOCOL
 from emogen_bench.weights import WeightStore, open_store
 
 REFERENCE_HINT = "no reference statistics given (--reference-stats); build them once with `{command}`"
-
-
-@dataclass(frozen=True)
-class PairResults:
-    """The paper-code pair stage: the sampled pairs, the emotion of each ``*jpg`` file, the model outputs.
-
-    ``skipped`` counts the submission's files that the released code would not
-    read (names not ending in ``jpg``).
-    """
-
-    plan: PairPlan
-    file_emotions: tuple[str, ...]
-    scores: PairScores
-    skipped: int
 
 
 class InvalidSubmissionError(InvalidInputError):
@@ -89,12 +55,6 @@ class InvalidSubmissionError(InvalidInputError):
         )
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def compute_metrics(
     metrics: tuple[str, ...],
     items: list[ImageItem],
@@ -103,64 +63,60 @@ def compute_metrics(
     *,
     seed: int,
     protocol: str = PROTOCOL,
-    pairs: PairResults | None = None,
+    pairs: Any = None,
 ) -> tuple[dict[str, MetricValue], dict[str, dict[str, MetricValue]]]:
-    """Pure step: features (aligned with ``items``) -> overall and per-emotion metric values.
+    """Pure step for one extraction over ``items``: every metric reads every item (the protocol's file
+    filters are not applied; :func:`evaluate` applies them).  Kept for callers holding one extraction."""
+    spec = get_protocol(protocol)
+    selection = Selection(metrics=tuple(metrics), files={m: list(items) for m in metrics}, n_items=len(items))
+    if pairs is not None and "lpips" in spec.metrics:
+        reads = spec.spec("lpips").reads
+        selection.pair_plan, selection.pair_files = pairs.plan, [item for item in items if reads(item.relpath)]
+    features = Features({m: dict(extraction.features) for m in metrics}, dict(extraction.lpips))
+    return spec.compute(selection, features, reference, pairs, seed=seed)
 
-    Under ``emogen-paper-code``, FID follows torchmetrics' formulation and
-    LPIPS and Sem-D come from ``pairs``; the other metrics are computed alike.
-    """
-    paper_code = get_protocol(protocol).name == PAPER_CODE
-    emotions = np.array([item.emotion for item in items])
-    present = [e for e in EMOTION_NAMES if (emotions == e).any()]
-    overall: dict[str, MetricValue] = {}
-    per_emotion: dict[str, dict[str, MetricValue]] = {e: {} for e in present}
 
-    def put(key: str, result: tuple[MetricValue, Mapping[str, MetricValue]]) -> None:
-        overall[key] = result[0]
-        for emotion, value in result[1].items():
-            per_emotion[emotion][key] = value
-
-    features = extraction.features
-    if reference is not None and ("fid" in metrics or "kid" in metrics):
-        pool = features["inception"]["pool"]
-        if "fid" in metrics and paper_code:
-            put("fid", paper_code_fid(pool, emotions, reference.per_emotion, reference.pooled))
-        elif "fid" in metrics:
-            overall["fid"] = fid(pool, reference.pooled, groups=METRICS.jackknife_groups)
-            for emotion in present:
-                per_emotion[emotion]["fid"] = fid(
-                    pool[emotions == emotion], reference.per_emotion[emotion], groups=None
-                )
-        if "kid" in metrics:
-            options = {"subsets": METRICS.kid_subsets, "subset_size": METRICS.kid_subset_size, "seed": seed}
-            overall["kid"] = kid(pool, reference.kid_pooled, **options)
-            for emotion in present:
-                per_emotion[emotion]["kid"] = kid(pool[emotions == emotion], reference.kid_sample[emotion], **options)
-
-    def put_pairs(key: str, values: Mapping[str, np.ndarray]) -> None:
-        if pairs is None:
-            raise ValueError(f"{key} under {protocol} needs the pair stage's results")
-        put(key, pair_metric(values, pairs.plan, pairs.file_emotions, seed=seed, skipped=pairs.skipped))
-
-    if "lpips" in metrics and paper_code:
-        put_pairs("lpips", pairs.scores.lpips if pairs is not None else {})
-    elif "lpips" in metrics:
-        put("lpips", lpips_diversity({e: extraction.lpips[e] for e in present}))
-    targets = np.array([EMOTION_IDS[e] for e in emotions])
-    if "emo_a" in metrics:
-        put("emo_a", emo_a(_softmax(features["clip"]["emotion_logits"]), targets))
-    if "emo_a_resnet50" in metrics:
-        put("emo_a_resnet50", emo_a(_softmax(features["emoset"]["logits"]), targets))
-    if "sem_c" in metrics:
-        semantic = features["semantic"]
-        put("sem_c", sem_c(semantic["imagenet_max_prob"], semantic["places_max_prob"], emotions, seed=seed))
-    if "sem_d" in metrics and paper_code:
-        put_pairs("sem_d", {e: pair_mse(v) for e, v in pairs.scores.clip.items()} if pairs is not None else {})
-    elif "sem_d" in metrics:
-        embeddings = features["clip"]["embedding"]
-        put("sem_d", sem_d({e: embeddings[emotions == e] for e in present}))
-    return overall, per_emotion
+def _pass(
+    protocol: Protocol,
+    selection: Selection,
+    extractors: Mapping[str, FeatureExtractor],
+    cache: FeatureCache,
+    config: EvalConfig,
+    device: str,
+) -> tuple[Features, dict[str, dict[str, int]], dict[str, float]]:
+    """The feature pass, one :func:`extract` per group of extractors that read the same files; then each
+    metric's rows picked out for its own files.  Returns the features, computed/cached counts and timings."""
+    results: dict[str, tuple[dict[str, int], ExtractionResult]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    timings: dict[str, float] = {}
+    for files, names in protocol.pass_groups(selection):
+        extraction = extract(
+            files,
+            {name: extractors[name] for name in names},
+            cache=cache,
+            batch_size=config.batch_size,
+            num_workers=config.num_workers,
+            device=device,
+            show_progress=config.show_progress,
+        )
+        row_of = {item.relpath: row for row, item in enumerate(files)}
+        for name in names:
+            results[name] = (row_of, extraction)
+            counts[name] = dict(extraction.counts[name])
+        for stage, seconds in extraction.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+    by_metric: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    lpips = {}
+    for metric in selection.metrics:
+        by_metric[metric] = {}
+        for name in protocol.spec(metric).pass_extractors:
+            row_of, extraction = results[name]
+            if name == "lpips":
+                lpips = dict(extraction.lpips)
+                continue
+            rows = np.array([row_of[item.relpath] for item in selection.files[metric]], dtype=np.int64)
+            by_metric[metric][name] = {out: array[rows] for out, array in extraction.features[name].items()}
+    return Features(by_metric, lpips), counts, timings
 
 
 def _artifacts(
@@ -203,6 +159,7 @@ def _artifacts(
 def metric_values_key(
     *,
     protocol: str,
+    protocol_version: int,
     pairs: int | None,
     metrics: tuple[str, ...],
     seed: int,
@@ -222,6 +179,7 @@ def metric_values_key(
         "kind": "metric-values",
         "benchmark_version": __version__,
         "protocol": protocol,
+        "protocol_version": protocol_version,
         "pairs": pairs,
         "metrics": list(metrics),
         "seed": seed,
@@ -296,44 +254,36 @@ def _record_identity(
             cache.put_summary(key, {"cache_key": extractor.info.cache_key})
 
 
-def _check_variants(extractors: Mapping[str, FeatureExtractor], protocol: str) -> None:
-    """Refuse an Inception extractor whose preprocessing is not the protocol's (e.g. eicg-v1's under paper-code)."""
+def _check_variants(extractors: Mapping[str, FeatureExtractor], protocol: Protocol) -> None:
+    """Refuse an Inception extractor whose preprocessing is not the protocol's variant (eicg's under paper-code)."""
     inception = extractors.get("inception")
-    if inception is not None and is_paper_code(inception.info) != (protocol == PAPER_CODE):
+    wanted = protocol.variants.get("inception") == PAPER_CODE
+    if inception is not None and is_paper_code(inception.info) != wanted:
         raise UsageError(
             f"the Inception extractor given has the preprocessing {inception.info.preprocess_version!r}, not the one "
-            f"of protocol {protocol}; build the extractors with build_extractors(..., protocol={protocol!r}) or "
-            f"tiny_extractors(protocol={protocol!r})"
+            f"of protocol {protocol.name}; build the extractors with build_extractors(..., protocol={protocol.name!r}) "
+            f"or tiny_extractors(protocol={protocol.name!r})"
         )
 
 
-def _plan_pairs(
-    items: Sequence[ImageItem], pairs: int, seed: int
-) -> tuple[PairPlan | None, list[ImageItem], str | None]:
-    """The paper-code pair sample over the ``*jpg`` files, those files, or why the pair metrics cannot be computed."""
-    files = [item for item in items if is_jpg(item.relpath)]
-    present = sorted({item.emotion for item in items}, key=EMOTION_IDS.__getitem__)
-    try:
-        return sample_pairs([item.emotion for item in files], present, pairs, seed), files, None
-    except ValueError as error:
-        return None, files, (
-            f"{error}: under {PAPER_CODE} LPIPS and Sem-D read only files whose name ends in 'jpg', as the released "
-            f"code does ({len(items) - len(files)} of {len(items)} files skipped); submit JPEG files named *.jpg"
-        )
-
-
-def _pair_models(
-    extractors: Mapping[str, FeatureExtractor], metrics: tuple[str, ...]
-) -> tuple[torch.nn.Module | None, tuple[torch.nn.Module, Any] | None]:
-    """The LPIPS model and the CLIP (vision model, image processor) the pair stage needs, from the extractors."""
-    lpips_extractor, clip_extractor = extractors.get("lpips"), extractors.get("clip")
-    if "lpips" in metrics and not isinstance(lpips_extractor, LpipsExtractor):
-        raise UsageError("the emogen-paper-code LPIPS needs the 'lpips' extractor to be an LpipsExtractor")
-    if "sem_d" in metrics and not isinstance(clip_extractor, ClipExtractor):
-        raise UsageError("the emogen-paper-code Sem-D needs the 'clip' extractor to be a ClipExtractor")
-    lpips_model = lpips_extractor.lpips_model if "lpips" in metrics else None
-    clip = (clip_extractor.vision_model, clip_extractor.image_processor) if "sem_d" in metrics else None
-    return lpips_model, clip
+def _reference_for(
+    metrics: tuple[str, ...], reference: ReferenceStats | None, config: EvalConfig
+) -> tuple[tuple[str, ...], ReferenceStats | None, dict[str, str]]:
+    """The reference statistics FID and KID need (loaded only if requested), the metrics left computable,
+    and why FID/KID are not computed when there are none."""
+    if not {"fid", "kid"} & set(metrics):
+        return metrics, None, {}  # neither loaded (~430 MB) nor cited when not requested
+    if reference is None and config.reference_stats is not None:
+        reference = load_reference_stats(config.reference_stats)
+    if reference is not None:
+        reference.check_protocol(config.protocol)
+        return metrics, reference, {}
+    reason = REFERENCE_HINT.format(command=build_hint(config.protocol))
+    return (
+        tuple(m for m in metrics if m not in ("fid", "kid")),
+        None,
+        {key: reason for key in ("fid", "kid") if key in metrics},
+    )
 
 
 def evaluate(
@@ -353,8 +303,7 @@ def evaluate(
     reference statistics must be those of ``config.protocol``.
     """
     config = config or EvalConfig()
-    protocol = config.protocol
-    paper_code = protocol == PAPER_CODE
+    protocol = get_protocol(config.protocol)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     report = validate_submission(path, per_emotion=config.per_emotion, show_progress=config.show_progress)
@@ -362,29 +311,11 @@ def evaluate(
     if not report.valid:
         raise InvalidSubmissionError(report)
 
-    metrics = config.metrics
-    not_computed: dict[str, str] = {}
-    if not {"fid", "kid"} & set(metrics):
-        reference = None  # only FID and KID use it: neither loaded (~430 MB) nor cited when not requested
-    elif reference is None and config.reference_stats is not None:
-        reference = load_reference_stats(config.reference_stats)
-    if reference is not None:
-        reference.check_protocol(protocol)
-    else:
-        for key in ("fid", "kid"):
-            if key in metrics:
-                not_computed[key] = REFERENCE_HINT.format(command=build_hint(protocol))
-        metrics = tuple(m for m in metrics if m not in ("fid", "kid"))
+    metrics, reference, not_computed = _reference_for(config.metrics, reference, config)
     items = items_from_report(report)
-    pair_plan: PairPlan | None = None
-    pair_files: list[ImageItem] = []
-    if paper_code and set(PAIR_METRICS) & set(metrics):
-        pair_plan, pair_files, reason = _plan_pairs(items, config.pairs, config.seed)
-        if reason is not None:
-            not_computed.update({key: reason for key in PAIR_METRICS if key in metrics})
-            metrics = tuple(m for m in metrics if m not in PAIR_METRICS)
-    names = sorted({name for m in metrics for name in metric_extractors(m, protocol)})
-    pass_names = sorted({n for m in metrics for n in PASS_EXTRACTORS[m]}) if paper_code else names
+    selection = protocol.select(items, metrics, pairs=config.pairs, seed=config.seed)
+    not_computed.update(selection.not_computed)
+    names = protocol.extractor_names(selection)
     cache = cache if cache is not None else FeatureCache(enabled=config.cache)
 
     store: WeightStore | None = None
@@ -394,11 +325,11 @@ def evaluate(
         check_artifacts(names, store)
         digests = {n: {a: store.resolve(a).digest for a in ARTIFACTS_BY_EXTRACTOR[n]} for n in names}
         used = {a: (d, False) for by_artifact in digests.values() for a, d in by_artifact.items()}
-        identity = _recorded_identity(cache, digests, protocol)
+        identity = _recorded_identity(cache, digests, protocol.name)
     else:
         missing = [n for n in names if n not in extractors]
         if missing:
-            raise UsageError(f"no extractor given for {', '.join(missing)} (needed by {', '.join(metrics)})")
+            raise UsageError(f"no extractor given for {', '.join(missing)} (needed by {', '.join(selection.metrics)})")
         extractors = {n: extractors[n] for n in names}
         _check_variants(extractors, protocol)
         used = {a: (d, e.info.smoke) for e in extractors.values() for a, d in e.info.artifacts.items()}
@@ -408,9 +339,10 @@ def evaluate(
         if identity is None or (reference is not None and reference.sha256 is None):
             return None  # models not built yet, or an unsaved reference with no identity to key on
         return metric_values_key(
-            protocol=protocol,
-            pairs=config.pairs if pair_plan is not None else None,
-            metrics=metrics,
+            protocol=protocol.name,
+            protocol_version=protocol.version,
+            pairs=selection.pair_count,
+            metrics=selection.metrics,
             seed=config.seed,
             submission_digest=report.digest,
             per_emotion=report.per_emotion,
@@ -426,47 +358,35 @@ def evaluate(
     device = str(resolve_device(config.device))
     if cached_values is not None:
         overall, per_emotion = cached_values
-        counts = {name: {"computed": 0, "cached": len(items)} for name in pass_names}
+        counts = {name: {"computed": 0, "cached": len(files)} for files, group in protocol.pass_groups(selection)
+                  for name in group}  # fmt: skip
     else:
         if store is not None:  # the models come from the weights store: built only now that they are needed
             started = time.perf_counter()
-            extractors = build_extractors(names, store, protocol=protocol)
+            extractors = build_extractors(names, store, protocol=protocol.name)
             timings["load_models"] = time.perf_counter() - started
-            _record_identity(cache, digests, extractors, protocol)
+            _record_identity(cache, digests, extractors, protocol.name)
             identity = {n: e.info.cache_key for n, e in extractors.items()}
             used = {a: (d, e.info.smoke) for e in extractors.values() for a, d in e.info.artifacts.items()}
+        assert extractors is not None
         if reference is not None and "inception" in extractors:
             reference.check_extractor(extractors["inception"].info)
-        extraction = extract(
-            items,
-            {name: extractors[name] for name in pass_names},
-            cache=cache,
-            batch_size=config.batch_size,
-            num_workers=config.num_workers,
-            device=device,
-            show_progress=config.show_progress,
-        )
-        timings.update({f"extract.{k}": v for k, v in extraction.timings.items()})
-        pairs: PairResults | None = None
-        if pair_plan is not None:
-            lpips_model, clip = _pair_models(extractors, metrics)
-            scores = score_pairs(pair_files, pair_plan.pairs, lpips_model=lpips_model, clip=clip, device=device)
-            timings["pairs"] = scores.seconds
-            skipped = len(items) - len(pair_files)
-            pairs = PairResults(pair_plan, tuple(item.emotion for item in pair_files), scores, skipped)
+        features, counts, pass_timings = _pass(protocol, selection, extractors, cache, config, device)
+        timings.update({f"extract.{k}": v for k, v in pass_timings.items()})
+        pairs = protocol.score_pairs(selection, extractors, device)
+        if pairs is not None:
+            timings["pairs"] = pairs.scores.seconds
         started = time.perf_counter()
-        overall, per_emotion = compute_metrics(
-            metrics, items, extraction, reference, seed=config.seed, protocol=protocol, pairs=pairs
-        )
+        overall, per_emotion = protocol.compute(selection, features, reference, pairs, seed=config.seed)
         timings["metrics"] = time.perf_counter() - started
-        counts = {name: dict(c) for name, c in extraction.counts.items()}
         key = values_key(identity)
         if key is not None:
             cache.put_summary(key, _encode_values(overall, per_emotion))
 
     smoke = any(is_smoke for _, is_smoke in used.values()) or bool(reference is not None and reference.smoke)
     return EvaluationResult(
-        protocol=protocol,
+        protocol=protocol.name,
+        protocol_version=protocol.version,
         run={"kind": report.run_kind, "per_emotion": report.per_emotion, "label": report.run_label},
         smoke=smoke,
         submission={

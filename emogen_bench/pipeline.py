@@ -524,7 +524,7 @@ def score_pairs(
     clip: tuple[torch.nn.Module, Any] | None = None,
     device: str | torch.device = "cpu",
 ) -> PairScores:
-    """Run the paper-code LPIPS and/or CLIP (``(vision model, image processor)``) on the sampled pairs.
+    """Run the paper-code LPIPS and/or CLIP (``(vision model, pixel settings)``) on the sampled pairs.
 
     ``pairs[emotion]`` holds ``(P, 2)`` indices into ``files``.  Each sampled
     file is read once (its sha256 checked).  Two images of different sizes in
@@ -548,14 +548,14 @@ def score_pairs(
                         f"{files[int(first)].path} ({a.shape[1]}x{a.shape[0]}) and {files[int(second)].path} "
                         f"({b.shape[1]}x{b.shape[0]}) were drawn as an LPIPS pair but differ in size; the "
                         "emogen-paper-code protocol compares full-resolution images, as the released code does, "
-                        "so every *jpg image must have one size: resize them, or use the eicg-v1 protocol"
+                        "so every *jpg image must have one size: resize them, or use the eicg-v2 protocol"
                     )
                 values.append(lpips_unit_distance(lpips_model, a, b))
             lpips_values[emotion] = np.asarray(values, dtype=np.float64)
     if clip is not None:
-        vision_model, processor = clip
+        vision_model, settings = clip
         vision_model.to(target)
-        rows = double_rescaled_embeddings(vision_model, processor, [images[i] for i in needed])
+        rows = double_rescaled_embeddings(vision_model, settings, [images[i] for i in needed])
         row_of = {index: row for row, index in enumerate(needed)}
         for emotion, chosen in pairs.items():
             index = np.vectorize(row_of.__getitem__, otypes=[np.int64])(np.asarray(chosen))

@@ -21,10 +21,10 @@ from emogen_bench.results import (
 )
 
 SMOKE_BANNER = "SMOKE RUN: tiny random models built in code; these numbers mean nothing about any method"
-#: Printed under the header of a paper-code result: it sits beside the published numbers, never beside eicg-v1.
+#: Printed under the header of a paper-code result: it sits beside the published numbers, never beside eicg-v2.
 PAPER_CODE_BANNER = (
     f"{PAPER_CODE}: released-code compatibility (quirks included, docs/paper_code.md); "
-    "comparable with the published EmoGen numbers, not comparable with eicg-v1"
+    "comparable with the published EmoGen numbers, not comparable with eicg-v2"
 )
 
 

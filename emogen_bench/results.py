@@ -85,6 +85,7 @@ class EvaluationResult:
     per_emotion: dict[str, dict[str, MetricValue]]
     not_computed: dict[str, str] = field(default_factory=dict)
     features: dict[str, dict[str, int]] = field(default_factory=dict)
+    protocol_version: int | None = None
     metrics_cached: bool = False
     benchmark_version: str = __version__
     created: str = ""
@@ -100,6 +101,7 @@ class EvaluationResult:
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
             "protocol": self.protocol,
+            "protocol_version": self.protocol_version,
             "smoke": self.smoke,
             "benchmark_version": self.benchmark_version,
             "created": self.created,

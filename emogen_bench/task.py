@@ -47,7 +47,7 @@ def emotion(name: str) -> Emotion:
 
 #: Protocol identity, recorded in every result.
 PROTOCOL_NAME = "eicg"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 PROTOCOL = f"{PROTOCOL_NAME}-v{PROTOCOL_VERSION}"
 
 
@@ -100,7 +100,7 @@ METRIC_KEYS: tuple[str, ...] = ("fid", "kid", "lpips", "emo_a", "emo_a_resnet50"
 
 @dataclass(frozen=True)
 class MetricProtocol:
-    """How each metric is computed under ``eicg-v1``; every value here changes printed numbers."""
+    """How each metric is computed under ``eicg-v2``; every value here changes printed numbers."""
 
     #: FID/KID: clean-fid "clean" resize (PIL bicubic per channel in float) to this square size.
     inception_size: int = 299

@@ -429,6 +429,12 @@ def results_problems(results: Mapping[str, Any]) -> list[str]:
     known = isinstance(protocol, str) and protocol in PROTOCOLS  # a list or object is no key: a problem, not a crash
     if not known:
         problems.append(f"unknown protocol {protocol!r}; entries exist for {', '.join(PROTOCOLS)}")
+    elif results.get("protocol_version", 1) != PROTOCOLS[protocol].version:
+        problems.append(
+            f"protocol {protocol} version {results.get('protocol_version', 1)!r}: its numbers are computed "
+            f"differently from the current version {PROTOCOLS[protocol].version} (CHANGELOG.md); re-run evaluate "
+            "with this version of emogen-bench"
+        )
     if results.get("smoke"):
         problems.append("a smoke run (tiny random models): its numbers mean nothing; run evaluate with real weights")
     raw_artifacts = results.get("artifacts")

@@ -639,7 +639,7 @@ def run_emogen_inputs_stage(ctx: Context, resume: bool) -> StageOutcome:
     space_step(encoder, rows, emoset, root / "space", batch_size=16, source="tiny plan stage 1",
                show_progress=ctx.show_progress)  # fmt: skip
     clip = tiny_extractors(["clip"])["clip"]
-    embeddings = clip_embeddings(rows, emoset, clip.vision_model, clip.image_processor, batch_size=16,
+    embeddings = clip_embeddings(rows, emoset, clip.vision_model, clip.pixel_settings, batch_size=16,
                                  show_progress=ctx.show_progress)  # fmt: skip
     confidence = confidence_step(embeddings, rows, root / "confidence", epochs=prep["confidence_epochs"],
                                  seed=ctx.plan.seed, show_progress=ctx.show_progress)  # fmt: skip

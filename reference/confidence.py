@@ -29,8 +29,9 @@ from tqdm.auto import tqdm
 
 from emogen_bench.data import IndexRow
 from emogen_bench.errors import UsageError, WeightsError
+from emogen_bench.features.clip_pixels import ClipPixelSettings, clip_pixels
 from emogen_bench.fileio import atomic_writer, write_json_atomic
-from emogen_bench.models.clip import clip_image_embeddings, load_clip_image_processor
+from emogen_bench.models.clip import clip_image_embeddings, load_clip_pixel_settings
 from emogen_bench.models.emotion_head import load_emotion_head
 from emogen_bench.task import EMOTION_IDS, EMOTION_NAMES
 from emogen_bench.weights import WeightStore, load_artifact, open_store
@@ -153,27 +154,27 @@ def load_clip_head(path: str | Path) -> nn.Linear:
 # ---- CLIP embeddings of EmoSet -------------------------------------------------------------------------------
 
 
-def load_clip(store: WeightStore | None = None) -> tuple[nn.Module, Any]:
-    """The pinned CLIP ViT-L/14 vision tower (artifact ``clip-vit-l14``) and its image processor."""
+def load_clip(store: WeightStore | None = None) -> tuple[nn.Module, ClipPixelSettings]:
+    """The pinned CLIP ViT-L/14 vision tower (artifact ``clip-vit-l14``) and its pixel settings."""
     loaded = load_artifact("clip-vit-l14", store if store is not None else open_store())
-    return loaded.value, load_clip_image_processor(loaded.resolved.path)
+    return loaded.value, load_clip_pixel_settings(loaded.resolved.path)
 
 
 class ClipPixels:
-    """PIL image -> the CLIP processor's ``pixel_values`` (3, H, W), a picklable transform for data-loader workers."""
+    """PIL image -> the benchmark's CLIP pixels (3, H, W), a picklable transform for data-loader workers."""
 
-    def __init__(self, processor: Any) -> None:
-        self.processor = processor
+    def __init__(self, settings: ClipPixelSettings) -> None:
+        self.settings = settings
 
     def __call__(self, image: Any) -> torch.Tensor:
-        return self.processor(images=image, return_tensors="pt").pixel_values[0]
+        return torch.from_numpy(clip_pixels(np.asarray(image.convert("RGB"), dtype=np.uint8), self.settings))
 
 
 def clip_embeddings(
     rows: Sequence[IndexRow],
     emoset_root: str | Path,
     model: nn.Module,
-    processor: Any,
+    settings: ClipPixelSettings,
     *,
     batch_size: int = 64,
     num_workers: int = 0,
@@ -181,7 +182,7 @@ def clip_embeddings(
     show_progress: bool = True,
 ) -> torch.Tensor:
     """Projected CLIP image embeddings (N, D) float32 of the rows' images, in row order."""
-    dataset = EmoSetImages(rows, emoset_root, ClipPixels(processor))
+    dataset = EmoSetImages(rows, emoset_root, ClipPixels(settings))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     model.eval()
     parts = []

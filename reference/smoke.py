@@ -128,7 +128,7 @@ def _run(out: Path, work: Path, settings: SmokeSettings, show_progress: bool) ->
                                show_progress=show_progress)
 
     clip = tiny_extractors(["clip"])["clip"]
-    embeddings = clip_embeddings(rows, emoset, clip.vision_model, clip.image_processor, batch_size=16,
+    embeddings = clip_embeddings(rows, emoset, clip.vision_model, clip.pixel_settings, batch_size=16,
                                  show_progress=show_progress)
     confidence = confidence_step(embeddings, rows, work / "confidence", epochs=5, seed=settings.seed,
                                  show_progress=show_progress)

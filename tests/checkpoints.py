@@ -12,6 +12,7 @@ Real-size files: AlexNet ~244 MB, ResNet-50 ~100 MB each; the rest are tiny.
 
 from __future__ import annotations
 
+import json
 import pickle
 import warnings
 from collections.abc import Mapping
@@ -182,13 +183,27 @@ def write_clip_snapshot(folder: Path, seed: int = 0, *, projection_dim: int = TI
     As in the real snapshot, the weights include the text tower, and the
     projection size (``projection_dim``) lives in the top-level config.
     """
-    from transformers import CLIPImageProcessor
-
     folder.mkdir(parents=True, exist_ok=True)
     tiny_clip_model(seed, projection_dim).save_pretrained(folder, safe_serialization=True)
     size = TINY_CLIP["vision"]["image_size"]
-    CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(folder)
+    config = {"size": {"shortest_edge": size}, "crop_size": {"height": size, "width": size}, "resample": 3,
+              "image_processor_type": "CLIPImageProcessor"}  # fmt: skip
+    (folder / "preprocessor_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return folder
+
+
+def pil_clip_processor(source: Path | Mapping[str, object]):  # type: ignore[no-untyped-def]
+    """transformers' own PIL-backend CLIP image processor (a peer of the benchmark's pipeline).
+
+    ``CLIPImageProcessorPil`` in transformers 5, ``CLIPImageProcessor`` (PIL
+    only) in 4.x; from a snapshot folder or a ``preprocessor_config`` dict.
+    """
+    import transformers
+
+    cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    if isinstance(source, Mapping):
+        return cls.from_dict(dict(source))
+    return cls.from_pretrained(source, local_files_only=True)
 
 
 # ---- CLIP emotion head -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from emogen_bench.protocols import PROTOCOLS
 from emogen_bench.task import EMOTION_NAMES
 
 ENTRY_SCHEMA = "emogen-bench/leaderboard-entry"
@@ -18,7 +19,7 @@ DIGEST = "sha256:" + "ab" * 32
 
 #: Metric keys of each protocol, in table order.
 PROTOCOL_METRICS = {
-    "eicg-v1": ("fid", "kid", "lpips", "emo_a", "emo_a_resnet50", "sem_c", "sem_d"),
+    "eicg-v2": ("fid", "kid", "lpips", "emo_a", "emo_a_resnet50", "sem_c", "sem_d"),
     "emogen-paper-code": ("fid", "lpips", "emo_a", "sem_c", "sem_d"),
 }
 
@@ -40,7 +41,7 @@ def metric_block(protocol: str, base: float, *, per_emotion: bool, ci: bool = Tr
     return {"overall": overall, "per_emotion": emotions}
 
 
-def provenance(protocol: str = "eicg-v1") -> dict[str, Any]:
+def provenance(protocol: str = "eicg-v2") -> dict[str, Any]:
     """The provenance block of a self-reported or verified entry."""
     return {
         "benchmark_version": "0.1.0",
@@ -62,7 +63,7 @@ def entry_document(
     method: str = "Method A",
     *,
     status: str = "self-reported",
-    protocol: str = "eicg-v1",
+    protocol: str = "eicg-v2",
     base: float = 1.0,
     slug: str | None = None,
 ) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def entry_document(
     }
 
 
-def results_document(protocol: str = "eicg-v1", *, base: float = 1.0) -> dict[str, Any]:
+def results_document(protocol: str = "eicg-v2", *, base: float = 1.0) -> dict[str, Any]:
     """A complete results JSON of an official run with official weights (what ``evaluate`` writes)."""
     block = metric_block(protocol, base, per_emotion=True)
     return copy.deepcopy(
@@ -102,6 +103,7 @@ def results_document(protocol: str = "eicg-v1", *, base: float = 1.0) -> dict[st
             "schema": "emogen-bench/results",
             "schema_version": 1,
             "protocol": protocol,
+            "protocol_version": PROTOCOLS[protocol].version if protocol in PROTOCOLS else 1,
             "smoke": False,
             "benchmark_version": "0.1.0",
             "created": "2026-11-27T00:00:00+00:00",

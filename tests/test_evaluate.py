@@ -24,6 +24,7 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
+import checkpoints as ckpt
 import lpips
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ from conftest import E2E_PER_EMOTION, E2E_REFERENCE_EXTRA, E2EEvaluation, RealLa
 from PIL import Image
 from torch import nn
 from torchvision import models, transforms
-from transformers import CLIPImageProcessor, CLIPModel
+from transformers import CLIPModel
 
 import emogen_bench.evaluate as evaluate_module
 import emogen_bench.pipeline as pipeline
@@ -136,7 +137,7 @@ def direct(real_layout_weights: RealLayoutWeights, e2e_submission: Path) -> Dire
         pool = inception.layers((x - 128) / 128).reshape(len(files), -1).double().numpy()
 
         clip = CLIPModel.from_pretrained(paths["clip-vit-l14"], local_files_only=True).eval()
-        processor = CLIPImageProcessor.from_pretrained(paths["clip-vit-l14"], local_files_only=True)
+        processor = ckpt.pil_clip_processor(paths["clip-vit-l14"])  # transformers' PIL pipeline, as 4.x
         pixels = processor(images=arrays, return_tensors="pt")["pixel_values"]
         embedding = clip.visual_projection(clip.vision_model(pixel_values=pixels).pooler_output)
         head = torch.load(paths["emo-head-clip"], map_location="cpu")
@@ -541,13 +542,13 @@ def test_the_seed_moves_only_the_seeded_numbers(
         assert new["sem_c"]["value"] == old["sem_c"]["value"]
     # the bootstrap resamples images (with 3 images an emotion's interval is their range, whatever the seed)
     assert other["metrics"]["overall"]["sem_c"]["ci95"] != first["metrics"]["overall"]["sem_c"]["ci95"]
-    # KID subsets: seeded where the reference is larger than the generated set (sadness, and pooled)
-    for new, old in [
-        (other["metrics"]["overall"]["kid"], first["metrics"]["overall"]["kid"]),
-        (other["metrics"]["per_emotion"][E2E_REFERENCE_EXTRA]["kid"],
-         first["metrics"]["per_emotion"][E2E_REFERENCE_EXTRA]["kid"]),
-    ]:  # fmt: skip
-        assert new["ci95"] != old["ci95"] and new["value"] != old["value"]
+    # KID subsets: seeded where the reference is larger than the generated set (sadness, and pooled). The
+    # mean over 100 subsets moves with the seed; sadness has only 4 distinct subsets (3 of 4 reference
+    # vectors), so its 2.5/97.5 percentiles are the extreme subsets under most seeds: only its value is compared.
+    new, old = other["metrics"]["overall"]["kid"], first["metrics"]["overall"]["kid"]
+    assert new["ci95"] != old["ci95"] and new["value"] != old["value"]
+    new = other["metrics"]["per_emotion"][E2E_REFERENCE_EXTRA]["kid"]
+    assert new["value"] != first["metrics"]["per_emotion"][E2E_REFERENCE_EXTRA]["kid"]["value"]
     assert other["metrics"]["per_emotion"]["awe"]["kid"]["value"] == pytest.approx(
         first["metrics"]["per_emotion"]["awe"]["kid"]["value"], rel=1e-9, abs=1e-15
     )  # whole sets: the seed only permutes them

@@ -1,4 +1,4 @@
-"""CLIP extractor: the image processor applied exactly once, embeddings and head logits as direct model calls."""
+"""CLIP extractor: the PIL pixels (rescaled exactly once), embeddings and head logits as direct model calls."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import torch
 
 from emogen_bench.errors import WeightsError
 from emogen_bench.features.clip import ClipExtractor, double_rescaled
-from emogen_bench.models.clip import load_clip_image_processor, load_clip_vision
+from emogen_bench.features.clip_pixels import ClipPixelSettings
+from emogen_bench.models.clip import load_clip_pixel_settings, load_clip_vision
 from emogen_bench.models.emotion_head import EmotionHead
 
 #: ``preprocessor_config.json`` of openai/clip-vit-large-patch14 at the pinned revision.
@@ -41,7 +42,7 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def vit_l14_processor(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     folder = tmp_path_factory.mktemp("vit-l14-processor")
     (folder / "preprocessor_config.json").write_text(json.dumps(VIT_L14_PREPROCESSOR))
-    return load_clip_image_processor(folder)
+    return load_clip_pixel_settings(folder)
 
 
 def _head(seed: int = 0, dim: int = DIM) -> EmotionHead:
@@ -51,7 +52,7 @@ def _head(seed: int = 0, dim: int = DIM) -> EmotionHead:
 
 
 def _extractor(snapshot: Path, processor=None) -> ClipExtractor:  # type: ignore[no-untyped-def]
-    processor = processor if processor is not None else load_clip_image_processor(snapshot)
+    processor = processor if processor is not None else load_clip_pixel_settings(snapshot)
     return ClipExtractor(load_clip_vision(snapshot), processor, _head(), ARTIFACTS)
 
 
@@ -60,15 +61,27 @@ def _images(seed: int = 0) -> list[np.ndarray]:
     return [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(300, 400, 3), (224, 224, 3), (513, 260, 3)]]
 
 
-def test_preprocess_is_the_processor_called_once_on_uint8(snapshot: Path, vit_l14_processor) -> None:  # type: ignore[no-untyped-def]
-    assert vit_l14_processor.size["shortest_edge"] == 224
+def test_preprocess_is_the_pil_processor_called_once_on_uint8(snapshot: Path, vit_l14_processor) -> None:  # type: ignore[no-untyped-def]
+    assert vit_l14_processor.shortest_edge == 224
     extractor = _extractor(snapshot, vit_l14_processor)
+    peer = ckpt.pil_clip_processor(VIT_L14_PREPROCESSOR)  # transformers' own PIL pipeline (4.x's only one)
     for image in _images():
-        expected = vit_l14_processor(images=image, return_tensors="pt")["pixel_values"][0]
+        expected = peer(images=image, return_tensors="pt")["pixel_values"][0]
         got = extractor.preprocess(image)
         assert got.shape == (3, 224, 224) and got.dtype == torch.float32
         assert torch.equal(got, expected)
         assert not torch.allclose(got, double_rescaled(vit_l14_processor, image), atol=0.1)
+
+
+def test_the_extractor_reads_only_a_processors_settings_never_its_backend(snapshot: Path) -> None:
+    from transformers import CLIPImageProcessor
+
+    default = CLIPImageProcessor.from_dict(dict(VIT_L14_PREPROCESSOR))  # torchvision backend under transformers 5
+    from_processor = _extractor(snapshot, default)
+    from_settings = _extractor(snapshot, ClipPixelSettings.from_config(VIT_L14_PREPROCESSOR))
+    assert from_processor.info.cache_key == from_settings.info.cache_key
+    image = _images(4)[0]
+    assert torch.equal(from_processor.preprocess(image), from_settings.preprocess(image))
 
 
 def test_a_uniform_image_is_rescaled_exactly_once(snapshot: Path, vit_l14_processor) -> None:  # type: ignore[no-untyped-def]
@@ -111,7 +124,7 @@ def test_features_do_not_depend_on_batch_composition(snapshot: Path) -> None:
 
 def test_head_and_model_of_different_sizes_are_refused(snapshot: Path) -> None:
     with pytest.raises(WeightsError, match=r"emo-head-clip.*768-d.*clip-vit-l14.*16-d"):
-        ClipExtractor(load_clip_vision(snapshot), load_clip_image_processor(snapshot), _head(dim=768), ARTIFACTS)
+        ClipExtractor(load_clip_vision(snapshot), load_clip_pixel_settings(snapshot), _head(dim=768), ARTIFACTS)
 
 
 def test_a_processor_that_does_not_rescale_is_refused(snapshot: Path) -> None:
@@ -135,4 +148,4 @@ def test_preprocessor_is_picklable_without_the_model(snapshot: Path) -> None:
     image = _images(3)[0]
     payload = pickle.dumps(extractor.preprocessor)
     assert torch.equal(pickle.loads(payload)(image), extractor.preprocess(image))
-    assert len(payload) < 10_000  # the processor settings only, no weights
+    assert len(payload) < 10_000  # the pixel settings only, no weights

@@ -57,7 +57,7 @@ def test_add_writes_the_entry_at_its_place(tmp_path: Path, capsys: pytest.Captur
          "--code", "https://example.org/c", "--notes", "first try", "--entries", str(entries)]
     )  # fmt: skip
     assert code == ExitCode.OK
-    path = entries / "eicg-v1" / "my-method.json"
+    path = entries / "eicg-v2" / "my-method.json"
     document = json.loads(path.read_text(encoding="utf-8"))
     assert validate_entry(document, path) == []
     assert (document["method"], document["status"], document["paper"], document["code"], document["notes"]) == (
@@ -67,7 +67,7 @@ def test_add_writes_the_entry_at_its_place(tmp_path: Path, capsys: pytest.Captur
         "https://example.org/c",
         "first try",
     )
-    assert capsys.readouterr().out == f"written eicg-v1/my-method: {path}\n"
+    assert capsys.readouterr().out == f"written eicg-v2/my-method: {path}\n"
 
 
 def test_add_again_is_a_no_op_and_a_different_entry_needs_replace(
@@ -77,7 +77,7 @@ def test_add_again_is_a_no_op_and_a_different_entry_needs_replace(
     first = _write_results(tmp_path / "first.json")
     arguments = ["--method", "M", "--entries", str(entries)]
     assert main(["leaderboard", "add", str(first), *arguments]) == ExitCode.OK
-    path = entries / "eicg-v1" / "m.json"
+    path = entries / "eicg-v2" / "m.json"
     before = path.read_bytes()
     capsys.readouterr()
 
@@ -91,7 +91,7 @@ def test_add_again_is_a_no_op_and_a_different_entry_needs_replace(
     assert path.read_bytes() == before
 
     assert main(["leaderboard", "add", str(second), *arguments, "--replace"]) == ExitCode.OK
-    assert capsys.readouterr().out == f"replaced eicg-v1/m: {path}\n"
+    assert capsys.readouterr().out == f"replaced eicg-v2/m: {path}\n"
     replaced = json.loads(path.read_text(encoding="utf-8"))["metrics"]["overall"]["fid"]
     assert replaced["value"] == results_document(base=0.9)["metrics"]["overall"]["fid"]["value"]
 
@@ -145,7 +145,7 @@ def test_leaderboard_without_a_command_prints_help_and_exits_2(capsys: pytest.Ca
 
 
 def _entries_with_a_fixture(tmp_path: Path) -> Path:
-    """The committed entries plus one self-reported eicg-v1 entry, in a temporary folder."""
+    """The committed entries plus one self-reported eicg-v2 entry, in a temporary folder."""
     entries = tmp_path / "entries"
     shutil.copytree(COMMITTED, entries)
     store_entry(check_entry(entry_document("Fixture Method")), entries)
@@ -170,11 +170,11 @@ def test_build_writes_markdown_csv_and_the_site(
 
     rows = list(csv.DictReader(io.StringIO(paths[1].read_text(encoding="utf-8"))))
     assert len(rows) == 8 * 5 + 7
-    assert {row["method"] for row in rows if row["protocol"] == "eicg-v1"} == {"Fixture Method"}
+    assert {row["method"] for row in rows if row["protocol"] == "eicg-v2"} == {"Fixture Method"}
 
     (documents,) = site_calls
     assert sorted(d["id"] for d in documents) == sorted(
-        [d["id"] for d in published_documents()] + ["eicg-v1/fixture-method"]
+        [d["id"] for d in published_documents()] + ["eicg-v2/fixture-method"]
     )
     assert all(isinstance(d, Mapping) and d["schema"] == "emogen-bench/leaderboard-entry" for d in documents)
 
@@ -183,7 +183,7 @@ def test_build_of_a_bad_entry_exits_1_naming_the_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], site_calls: list[list[Mapping[str, Any]]]
 ) -> None:
     entries = _entries_with_a_fixture(tmp_path)
-    bad = entries / "eicg-v1" / "fixture-method.json"
+    bad = entries / "eicg-v2" / "fixture-method.json"
     document = json.loads(bad.read_text(encoding="utf-8"))
     document["status"] = "official"
     bad.write_text(json.dumps(document), encoding="utf-8")
@@ -207,7 +207,7 @@ def test_list_prints_the_tables_and_filters_by_protocol(tmp_path: Path, capsys: 
     assert main(["leaderboard", "list", "--entries", str(entries)]) == ExitCode.OK
     out = capsys.readouterr().out
     assert out.count("### ") == 2 and "Fixture Method" in out and "EmoGen" in out
-    assert main(["leaderboard", "list", "--entries", str(entries), "--protocol", "eicg-v1"]) == ExitCode.OK
+    assert main(["leaderboard", "list", "--entries", str(entries), "--protocol", "eicg-v2"]) == ExitCode.OK
     out = capsys.readouterr().out
     assert out.count("### ") == 1 and "Fixture Method" in out and "EmoGen" not in out
 

@@ -160,7 +160,7 @@ def test_page_is_well_formed_with_unique_ids(tree: Node) -> None:
 
 def test_one_table_per_protocol_never_mixed(tree: Node) -> None:
     tables = tree.find_all("table", lambda n: n.has_class("board"))
-    assert sorted(t.attrs["data-protocol"] for t in tables) == ["eicg-v1", "emogen-paper-code"]
+    assert sorted(t.attrs["data-protocol"] for t in tables) == ["eicg-v2", "emogen-paper-code"]
     for table in tables:
         protocol = table.attrs["data-protocol"]
         rows = table.find_all("tr", lambda n: n.has_class("entry"))
@@ -184,7 +184,7 @@ def test_every_method_present_with_status_and_provenance_cells(tree: Node) -> No
 
 
 def test_headers_mark_better_direction_and_initial_sort(tree: Node) -> None:
-    table = board(tree, "eicg-v1")
+    table = board(tree, "eicg-v2")
     headers = {th.attrs["data-key"]: th for th in table.find_all("th", lambda n: "data-key" in n.attrs)}
     assert list(headers) == ["fid", "kid", "lpips", "emo_a", "emo_a_resnet50", "sem_c", "sem_d"]
     assert "↓" in headers["fid"].text() and headers["fid"].attrs["data-better"] == "lower"
@@ -192,12 +192,12 @@ def test_headers_mark_better_direction_and_initial_sort(tree: Node) -> None:
     assert headers["emo_a"].attrs["aria-sort"] == "descending" and headers["fid"].attrs["aria-sort"] == "none"
     assert all(th.find_all("button") for th in headers.values())
     order = [row.attrs["data-entry"] for row in table.find_all("tr", lambda n: n.has_class("entry"))]
-    assert order == ["eicg-v1/method-b", "eicg-v1/method-a", "eicg-v1/method-c"]  # Emo-A 0.84, 0.70, 0.63
+    assert order == ["eicg-v2/method-b", "eicg-v2/method-a", "eicg-v2/method-c"]  # Emo-A 0.84, 0.70, 0.63
 
 
 def test_values_show_percent_and_confidence_intervals(tree: Node) -> None:
-    table = board(tree, "eicg-v1")
-    (row,) = table.find_all("tr", lambda n: n.attrs.get("data-entry") == "eicg-v1/method-a")
+    table = board(tree, "eicg-v2")
+    (row,) = table.find_all("tr", lambda n: n.attrs.get("data-entry") == "eicg-v2/method-a")
     cells = [c for c in row.children if isinstance(c, Node)]
     emo_a = cells[2 + 3]  # method, status, fid, kid, lpips, emo_a
     assert emo_a.attrs["data-sort-value"] == repr(0.7)
@@ -275,7 +275,7 @@ def test_drill_down_contents(tree: Node) -> None:
 
 
 def test_plots_are_inline_svg_with_titles(tree: Node) -> None:
-    for protocol in ("eicg-v1", "emogen-paper-code"):
+    for protocol in ("eicg-v2", "emogen-paper-code"):
         (section,) = tree.find_all("section", lambda n, p=protocol: n.attrs.get("data-protocol") == p)
         svgs = section.find_all("svg")
         ids = {svg.attrs["id"] for svg in svgs}

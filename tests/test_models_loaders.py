@@ -223,16 +223,19 @@ def test_clip_vision_equals_full_model_image_features(tmp_path: Path) -> None:
         assert not torch.allclose(clip_image_embeddings(other, pixels), got)
 
 
-def test_clip_image_processor(tmp_path: Path) -> None:
-    from PIL import Image
+def test_clip_pixel_settings(tmp_path: Path) -> None:
+    from emogen_bench.features.clip_pixels import clip_pixels
+    from emogen_bench.models.clip import load_clip_pixel_settings
 
-    from emogen_bench.models.clip import load_clip_image_processor
-
-    processor = load_clip_image_processor(ckpt.write_clip_snapshot(tmp_path / "clip"))
-    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
-    assert tuple(processor(images=image, return_tensors="pt")["pixel_values"].shape) == (1, 3, 32, 32)
+    settings = load_clip_pixel_settings(ckpt.write_clip_snapshot(tmp_path / "clip"))
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    assert clip_pixels(image, settings).shape == (3, 32, 32)
     with pytest.raises(WeightsError, match="preprocessor_config.json"):
-        load_clip_image_processor(tmp_path / "empty")
+        load_clip_pixel_settings(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "preprocessor_config.json").write_text('{"size": {"height": 2, "width": 2}}')
+    with pytest.raises(WeightsError, match="shortest-edge"):
+        load_clip_pixel_settings(tmp_path / "bad")
 
 
 def _rewrite_weights(snapshot: Path, edit) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ import json
 import warnings
 from pathlib import Path
 
+import checkpoints as ckpt
 import lpips
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from conftest import RealLayoutWeights
 from PIL import Image
 from scipy import linalg
 from torchvision import models, transforms
-from transformers import CLIPImageProcessor, CLIPModel
+from transformers import CLIPModel
 
 import emogen_bench.pipeline as pipeline
 from emogen_bench.cache import FeatureCache
@@ -34,6 +35,8 @@ from emogen_bench.data import load_index
 from emogen_bench.errors import ExitCode, UsageError
 from emogen_bench.evaluate import evaluate, metric_values_key
 from emogen_bench.features import build_extractors, tiny_extractors
+from emogen_bench.features.clip_pixels import clip_pixels_double_rescaled
+from emogen_bench.models.clip import load_clip_pixel_settings
 from emogen_bench.protocols import PAPER_CODE
 from emogen_bench.reference_stats import build_reference_stats, load_reference_stats
 from emogen_bench.report import PAPER_CODE_BANNER, render
@@ -217,10 +220,18 @@ def test_lpips_and_sem_d_are_the_released_computations_on_the_documented_pairs(
     network = _package_lpips(real_layout_weights.paths["alexnet-lpips-trunk"])
     snapshot = real_layout_weights.paths["clip-vit-l14"]
     clip = CLIPModel.from_pretrained(snapshot, local_files_only=True).eval()
-    processor = CLIPImageProcessor.from_pretrained(snapshot, local_files_only=True)
+    # The released Sem-D input: ToTensor floats given to transformers 4.34's processor.  That pipeline is checked
+    # bitwise against 4.34 in test_clip_pixels.py; here it is also checked against the installed PIL processor
+    # (within float32 rounding: 5.x orders two multiplications differently), and its pixels feed the embeddings, so
+    # the comparison below tests the pairs, the model and the MSE, not a 1e-7 pixel difference that the near-blank
+    # images' tiny Sem-D (~5e-8) would amplify.
+    settings = load_clip_pixel_settings(snapshot)
+    peer = ckpt.pil_clip_processor(snapshot)
     to_tensor = transforms.ToTensor()
     with torch.no_grad():
-        pixels = processor(images=[a.astype(np.float32) / 255 for a in arrays], return_tensors="pt")["pixel_values"]
+        pixels = torch.stack([torch.from_numpy(clip_pixels_double_rescaled(a, settings)) for a in arrays])
+        peer_pixels = peer(images=[a.astype(np.float32) / 255 for a in arrays], return_tensors="pt")["pixel_values"]
+        np.testing.assert_allclose(pixels.numpy(), peer_pixels.numpy(), rtol=0, atol=18 * 2.0**-24)
         embedding = clip.visual_projection(clip.vision_model(pixel_values=pixels).pooler_output).double().numpy()
         lpips_values, sem_d_values = {}, {}
         for emotion, pairs in drawn.items():
@@ -237,11 +248,11 @@ def test_lpips_and_sem_d_are_the_released_computations_on_the_documented_pairs(
     assert metrics["per_emotion"]["sadness"]["lpips"]["cross_emotion_pairs"] > 0  # the pool is never reset
 
 
-def test_emo_a_and_sem_c_are_eicg_v1_values_from_the_same_cache_entries(
+def test_emo_a_and_sem_c_are_eicg_values_from_the_same_cache_entries(
     paper_evaluation: PaperEvaluation, jpeg_submission: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def no_reading(path: Path, sha256: str) -> np.ndarray:
-        raise AssertionError(f"the eicg-v1 features of {path} were not in the cache")
+        raise AssertionError(f"the eicg-v2 features of {path} were not in the cache")
 
     monkeypatch.setattr(pipeline, "read_image", no_reading)
     config = dataclasses.replace(
@@ -274,10 +285,12 @@ def test_a_warm_reevaluation_reads_no_image_and_the_pair_count_is_in_the_key(
     common = {"metrics": ("lpips",), "seed": 0, "submission_digest": "sha256:x", "per_emotion": 3,
               "reference_sha256": None, "extractor_identity": {"lpips": "k"}}  # fmt: skip
     keys = {
-        metric_values_key(protocol=protocol, pairs=pairs, **common)
-        for protocol, pairs in ((PROTOCOL, None), (PAPER_CODE, 10), (PAPER_CODE, 4))
+        metric_values_key(protocol=protocol, protocol_version=version, pairs=pairs, **common)
+        for protocol, version, pairs in (
+            (PROTOCOL, 2, None), (PAPER_CODE, 2, 10), (PAPER_CODE, 2, 4), (PAPER_CODE, 1, 4),
+        )  # fmt: skip
     }
-    assert len(keys) == 3
+    assert len(keys) == 4
 
 
 def test_reference_statistics_of_the_other_protocol_are_refused(
@@ -287,7 +300,7 @@ def test_reference_statistics_of_the_other_protocol_are_refused(
     config = dataclasses.replace(paper_evaluation.config, reference_stats=e2e_reference)
     with pytest.raises(UsageError) as caught:
         evaluate(jpeg_submission, config, cache=FeatureCache(root=tmp_path / "cache"))
-    assert "eicg-v1" in str(caught.value) and f"--protocol {PAPER_CODE}" in str(caught.value)
+    assert PROTOCOL in str(caught.value) and f"--protocol {PAPER_CODE}" in str(caught.value)
     eicg = dataclasses.replace(paper_evaluation.config, protocol=PROTOCOL, metrics=("fid",))
     with pytest.raises(UsageError, match="built for protocol emogen-paper-code"):
         evaluate(jpeg_submission, eicg, cache=FeatureCache(root=tmp_path / "cache"))
@@ -306,7 +319,7 @@ def test_config_and_extractor_variants_are_checked(jpeg_submission: Path, paper_
         protocol=PAPER_CODE,
     )  # fmt: skip
     reference = load_reference_stats(paper_reference.path)
-    with pytest.raises(UsageError, match="not the one of protocol emogen-paper-code"):  # eicg-v1's Inception
+    with pytest.raises(UsageError, match="not the one of protocol emogen-paper-code"):  # eicg's Inception
         evaluate(jpeg_submission, config, extractors=tiny_extractors(), reference=reference)
 
 
@@ -318,17 +331,78 @@ def test_a_smoke_run_with_png_files_skips_them_for_the_pair_metrics(tmp_path: Pa
     )  # fmt: skip
     extractors = tiny_extractors(protocol=PAPER_CODE)
     result = evaluate(mixed, config, extractors=extractors, cache=FeatureCache(enabled=False))
-    assert result.smoke and result.protocol == PAPER_CODE
+    assert result.smoke and result.protocol == PAPER_CODE and result.protocol_version == 2
     overall = result.overall["lpips"]
     assert overall.extra["skipped_non_jpg"] == 8 and overall.extra["jpg_files"] == 16 and overall.n <= 16
     assert result.overall["sem_d"].extra == result.overall["sem_d"].extra | {"pairs": 24}
+    assert result.overall["emo_a"].n == 16 and result.overall["emo_a"].extra["skipped_files"] == 8
     png_only = tmp_path / "png"
     from emogen_bench.submission import write_example_submission
 
     write_example_submission(png_only, per_emotion=PER_EMOTION)
     result = evaluate(png_only, config, extractors=extractors, cache=FeatureCache(enabled=False))
-    assert set(result.not_computed) == {"lpips", "sem_d"} and "jpg" in result.not_computed["lpips"]
-    assert list(result.overall) == ["emo_a"]
+    assert set(result.not_computed) == {"lpips", "sem_d", "emo_a"} and "jpg" in result.not_computed["lpips"]
+    assert "'jpg'" in result.not_computed["emo_a"] and "0 of 24 files" in result.not_computed["emo_a"]
+    assert result.overall == {} and result.features == {}  # nothing the released code would read, nothing run
+
+
+def _rename_suffixes(submission: Path, suffix_of: dict[int, str]) -> None:
+    """Give the i-th file of each emotion (sorted) the suffix ``suffix_of[i]``, re-encoded to match it."""
+    for emotion in EMOTION_NAMES:
+        for i, path in enumerate(sorted(p for p in (submission / emotion).iterdir())):
+            if i in suffix_of:
+                image = Image.open(path).convert("RGB")
+                path.unlink()
+                target = path.with_suffix(suffix_of[i])
+                image.save(target, format="PNG" if suffix_of[i].lower() == ".png" else "JPEG", quality=95)
+
+
+def load_reference_stats_for_tiny(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Paper-code reference statistics of a fake EmoSet through the tiny paper-code Inception."""
+    from fake_emoset import make_fake_emoset
+
+    from emogen_bench.data import prepare_emoset
+
+    make_fake_emoset(tmp_path / "emoset", per_split={"train": 1, "val": 1, "test": 1}, edge_cases=False, image_size=16)
+    prepare_emoset(tmp_path / "emoset", tmp_path / "index", show_progress=False)
+    build_reference_stats(
+        tmp_path / "index", tmp_path / "emoset", tmp_path / "reference.npz",
+        extractor=tiny_extractors(["inception"], protocol=PAPER_CODE)["inception"], cache=FeatureCache(enabled=False),
+        num_workers=0, device="cpu", show_progress=False, protocol=PAPER_CODE,
+    )  # fmt: skip
+    return load_reference_stats(tmp_path / "reference.npz")
+
+
+def test_each_metric_reads_the_files_its_released_script_reads(tmp_path: Path) -> None:
+    """Per emotion: a.JPG, b.jpeg, c.PNG, d.png, e.jpg -> FID reads .jpeg/.png/.jpg (3), Emo-A and Sem-C *jpg (1)."""
+    from emogen_bench.submission import write_example_submission
+
+    submission = write_example_submission(tmp_path / "mixed", per_emotion=5)
+    (submission / "submission.json").unlink()
+    _rename_suffixes(submission, {0: ".JPG", 1: ".jpeg", 2: ".PNG", 3: ".png", 4: ".jpg"})
+    reference = load_reference_stats_for_tiny(tmp_path)
+    config = EvalConfig(
+        metrics=("fid", "emo_a", "sem_c"), per_emotion=5, device="cpu", num_workers=0, show_progress=False,
+        protocol=PAPER_CODE,
+    )  # fmt: skip
+    result = evaluate(
+        submission, config, extractors=tiny_extractors(protocol=PAPER_CODE), reference=reference,
+        cache=FeatureCache(enabled=False),
+    )  # fmt: skip
+    assert result.to_dict()["submission"]["n_images"] == 40  # every file is valid; the protocol picks
+    assert result.overall["fid"].n == 24 and result.overall["fid"].extra["skipped_files"] == 16
+    assert result.overall["emo_a"].n == 8 and result.overall["emo_a"].extra["skipped_files"] == 32
+    assert result.overall["sem_c"].n == 8 and result.per_emotion["awe"]["sem_c"].n == 1
+    assert result.features == {
+        "inception": {"computed": 24, "cached": 0}, "clip": {"computed": 8, "cached": 0},
+        "semantic": {"computed": 8, "cached": 0},
+    }  # fmt: skip
+    direct = tiny_extractors(["clip"], protocol=PAPER_CODE)["clip"]
+    jpgs = sorted(p for p in submission.rglob("*") if p.name.endswith("jpg"))
+    pixels = torch.stack([direct.preprocess(np.array(Image.open(p).convert("RGB"))) for p in jpgs])
+    predicted = direct(pixels)["emotion_logits"].argmax(axis=1)
+    targets = np.array([EMOTION_NAMES.index(p.parent.name) for p in jpgs])
+    assert result.overall["emo_a"].value == pytest.approx(float(np.mean(predicted == targets)), abs=1e-12)
 
 
 # --- the command line ---------------------------------------------------------------------------------------------

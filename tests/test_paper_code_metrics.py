@@ -1,7 +1,7 @@
 """The ``emogen-paper-code`` protocol quirk by quirk, each against a direct computation on small inputs.
 
 FID's formulation (raw sums, eigenvalues of the non-symmetric product) against
-scipy ``sqrtm`` and the eicg-v1 distance; the Inception preprocessing against
+scipy ``sqrtm`` and the eicg-v2 distance; the Inception preprocessing against
 torchvision called here; LPIPS on [0, 1] inputs against the ``lpips`` package;
 the CLIP double rescale against the processor's own output mapped by hand; the
 seeded pair sampling with its never-reset pool and its ``*jpg`` filter.
@@ -219,10 +219,10 @@ def test_an_lpips_pair_of_two_sizes_is_refused_naming_both_files(lpips_model: lp
 
 def test_double_rescale_shows_clip_a_nearly_constant_image() -> None:
     clip = tiny_extractors(["clip"])["clip"]
-    processor = clip.image_processor
+    processor = clip.pixel_settings
     image = _random_image((40, 48), 8)
-    once = ClipPreprocess(processor)(image)  # the processor's output on the uint8 image
-    twice = double_rescaled(processor, image)  # the processor really called on the [0, 1] float image
+    once = ClipPreprocess(processor)(image)  # the pixels of the uint8 image
+    twice = double_rescaled(processor, image)  # the processor's pipeline on the [0, 1] float image
     mean = torch.tensor(processor.image_mean).view(3, 1, 1)
     std = torch.tensor(processor.image_std).view(3, 1, 1)
     expected = ((once * std + mean) / 255 - mean) / std

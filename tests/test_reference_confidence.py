@@ -152,16 +152,17 @@ def test_clip_embeddings_of_emoset_images(tmp_path: Path, bench_home: Path) -> N
     snapshot = checkpoints.write_clip_snapshot(tmp_path / "clip", projection_dim=768)
     override = tmp_path / "override.toml"
     override.write_text(f'[artifacts.clip-vit-l14]\npath = "{snapshot.as_posix()}"\n')
-    model, processor = load_clip(open_store(override, offline=True))
+    model, settings = load_clip(open_store(override, offline=True))
     write_synthetic_emoset(tmp_path / "emoset")
     prepare_emoset(tmp_path / "emoset", tmp_path / "index", show_progress=False)
     rows = load_index(tmp_path / "index")[:10]
-    embeddings = clip_embeddings(rows, tmp_path / "emoset", model, processor, batch_size=4, show_progress=False)
+    embeddings = clip_embeddings(rows, tmp_path / "emoset", model, settings, batch_size=4, show_progress=False)
     assert embeddings.shape == (10, 768)
     from PIL import Image
 
     with Image.open(tmp_path / "emoset" / rows[3].path) as image:
-        pixels = processor(images=image.convert("RGB"), return_tensors="pt").pixel_values
+        peer = checkpoints.pil_clip_processor(snapshot)  # transformers' PIL pipeline, as the benchmark's pixels
+        pixels = peer(images=image.convert("RGB"), return_tensors="pt").pixel_values
     with torch.no_grad():
         expected = clip_image_embeddings(model, pixels)[0]
     assert torch.allclose(embeddings[3], expected, atol=1e-5)

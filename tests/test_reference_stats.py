@@ -390,7 +390,7 @@ def test_the_rebuild_hint_names_the_files_own_protocol(built_file: Path, tmp_pat
     with pytest.raises(InvalidInputError, match="sigma.awe") as raised:
         load_reference_stats(bad)
     assert "--protocol emogen-paper-code" in str(raised.value)
-    listed = _rewrite(built_file, tmp_path / "bad-list.npz", lambda a: _set_meta(a, protocol=["eicg-v1"]))
+    listed = _rewrite(built_file, tmp_path / "bad-list.npz", lambda a: _set_meta(a, protocol=["eicg-v2"]))
     with pytest.raises(InvalidInputError, match="protocol") as raised:
         load_reference_stats(listed)
     assert "--protocol" not in str(raised.value)

@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULTS.protocol,
         help=f"how the numbers are defined (default {DEFAULTS.protocol}); {PAPER_CODE} reproduces the EmoGen "
         "released scripts, quirks included (docs/paper_code.md), to sit beside the published numbers; its results "
-        "are never compared with eicg-v1",
+        "are never compared with eicg-v2",
     )
     parser.add_argument(
         "--pairs",
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         default=DEFAULTS.pairs,
         help=f"random pairs per emotion for the {PAPER_CODE} LPIPS and Sem-D (default {DEFAULTS.pairs}, as released); "
-        "ignored by eicg-v1",
+        "ignored by eicg-v2",
     )
     parser.add_argument(
         "--per-emotion",

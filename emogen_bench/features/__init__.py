@@ -40,11 +40,8 @@ METRIC_EXTRACTORS: dict[str, tuple[str, ...]] = {
 
 def metric_extractors(metric: str, protocol: str = PROTOCOL) -> tuple[str, ...]:
     """The extractors whose models ``metric`` needs under ``protocol`` (main pass and pair stage together)."""
-    if get_protocol(protocol).name == PAPER_CODE:
-        from emogen_bench.features.paper_code import PAIR_EXTRACTORS, PASS_EXTRACTORS
-
-        return PASS_EXTRACTORS[metric] + PAIR_EXTRACTORS.get(metric, ())
-    return METRIC_EXTRACTORS[metric]
+    spec = get_protocol(protocol).spec(metric)
+    return spec.pass_extractors + spec.pair_extractors
 
 
 #: The weights-registry artifacts each extractor loads.
@@ -75,11 +72,11 @@ def _inception_paper_code(loaded: Mapping[str, LoadedArtifact]) -> FeatureExtrac
 
 def _clip(loaded: Mapping[str, LoadedArtifact]) -> FeatureExtractor:
     from emogen_bench.features.clip import ClipExtractor
-    from emogen_bench.models.clip import load_clip_image_processor
+    from emogen_bench.models.clip import load_clip_pixel_settings
 
     snapshot = loaded["clip-vit-l14"]
-    processor = load_clip_image_processor(snapshot.resolved.path)
-    return ClipExtractor(snapshot.value, processor, loaded["emo-head-clip"].value, _digests(loaded))
+    settings = load_clip_pixel_settings(snapshot.resolved.path)
+    return ClipExtractor(snapshot.value, settings, loaded["emo-head-clip"].value, _digests(loaded))
 
 
 def _semantic(loaded: Mapping[str, LoadedArtifact]) -> FeatureExtractor:
@@ -108,6 +105,12 @@ _BUILDERS: dict[str, Callable[[Mapping[str, LoadedArtifact]], FeatureExtractor]]
     "semantic": _semantic,
     "emoset": _emoset,
     "lpips": _lpips,
+}
+
+
+#: Builders of the preprocessing variants that protocols ask for (``Protocol.variants``).
+_VARIANT_BUILDERS: dict[tuple[str, str], Callable[[Mapping[str, LoadedArtifact]], FeatureExtractor]] = {
+    ("inception", PAPER_CODE): _inception_paper_code,
 }
 
 
@@ -155,8 +158,8 @@ def build_extractors(
     """
     wanted = check_names(names)
     builders = dict(_BUILDERS)
-    if get_protocol(protocol).name == PAPER_CODE:
-        builders["inception"] = _inception_paper_code
+    for name, variant in get_protocol(protocol).variants.items():
+        builders[name] = _VARIANT_BUILDERS[(name, variant)]
     store = store if store is not None else open_store()
     check_artifacts(wanted, store)
     extractors = {}

@@ -8,12 +8,13 @@
   uint8 values to float, resizes 299 -> 299 (an identity) and feeds
   ``(x - 128) / 128`` to the network; :func:`inception_pool` does exactly that.
 - LPIPS: the whole image in [0, 1] (``ToTensor``), not the [-1, 1] LPIPS expects.
-- Sem-D: the image scaled to [0, 1] and then given to the CLIP processor, which
-  rescales by 1/255 again (:func:`emogen_bench.features.clip.double_rescaled`).
+- Sem-D: the image scaled to [0, 1] (``ToTensor``) and then given to the CLIP
+  processor of transformers 4.34, which converts it back to 8 bits for its PIL
+  resize and rescales by 1/255 again
+  (:func:`emogen_bench.features.clip_pixels.clip_pixels_double_rescaled`).
 
-The maps below say which extractors the main pass runs per metric under this
-protocol and which ones lend their models to the pair stage (LPIPS and Sem-D on
-a few sampled pairs, decoded again after the main pass).
+Which extractors the main pass runs per metric, and which lend their models to
+the pair stage, is the protocol's to say (:mod:`emogen_bench.protocols.paper_code`).
 """
 
 from __future__ import annotations
@@ -32,26 +33,13 @@ from emogen_bench.features.inception import InceptionExtractor, inception_pool
 
 if TYPE_CHECKING:
     import lpips
-    from transformers import CLIPImageProcessor
 
-#: Bump when the preprocessing below changes (it changes cache keys); never shared with eicg-v1's entries.
+    from emogen_bench.features.clip_pixels import ClipPixelSettings
+
+#: Bump when the preprocessing below changes (it changes cache keys); never shared with eicg-v2's entries.
 PREPROCESS_VERSION = "paper-code-torchvision-Resize-bilinear-ToTensor-x255-byte/1"
 #: The square size torchvision's Resize brings every image to (and torchmetrics' Inception input size).
 SIZE = 299
-#: Extractors the main pass runs for each metric under emogen-paper-code (LPIPS and Sem-D run on pairs instead).
-PASS_EXTRACTORS: dict[str, tuple[str, ...]] = {
-    "fid": ("inception",),
-    "lpips": (),
-    "emo_a": ("clip",),
-    "sem_c": ("semantic",),
-    "sem_d": (),
-}
-#: Extractors whose models the pair stage uses, per metric.
-PAIR_EXTRACTORS: dict[str, tuple[str, ...]] = {"lpips": ("lpips",), "sem_d": ("clip",)}
-#: The metrics computed from sampled pairs.
-PAIR_METRICS: tuple[str, ...] = tuple(PAIR_EXTRACTORS)
-
-
 @dataclass(frozen=True)
 class TorchvisionResizeBytes:
     """uint8 ``H x W x 3`` -> uint8 ``3 x size x size``: PIL Resize((size, size)), ToTensor, ``(x * 255).byte()``."""
@@ -96,13 +84,13 @@ def lpips_unit_distance(model: lpips.LPIPS, first: np.ndarray, second: np.ndarra
 
 @torch.no_grad()
 def double_rescaled_embeddings(
-    vision_model: torch.nn.Module, processor: CLIPImageProcessor, images: list[np.ndarray]
+    vision_model: torch.nn.Module, settings: ClipPixelSettings, images: list[np.ndarray]
 ) -> np.ndarray:
     """Projected CLIP embeddings ``(N, dim)`` of images passed to the processor already in [0, 1]."""
     from emogen_bench.models.clip import clip_image_embeddings
 
     device = module_device(vision_model)
-    pixels = torch.stack([double_rescaled(processor, image).to(torch.float32) for image in images]).to(device)
+    pixels = torch.stack([double_rescaled(settings, image) for image in images]).to(device)
     return run_fixed_batches(lambda batch: {"embedding": clip_image_embeddings(vision_model, batch)}, pixels)[
         "embedding"
     ]

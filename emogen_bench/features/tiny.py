@@ -111,20 +111,21 @@ def tiny_inception_paper_code(seed: int = 0) -> InceptionExtractor:
 
 
 def tiny_clip(seed: int = 0) -> ClipExtractor:
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+    from emogen_bench.features.clip_pixels import ClipPixelSettings
     from emogen_bench.models.emotion_head import EmotionHead
 
     config = CLIPVisionConfig(**TINY_CLIP)
     vision = _seeded(seed, lambda: CLIPVisionModelWithProjection(config))
     head = _seeded(seed + 1, lambda: EmotionHead(embed_dim=TINY_CLIP["projection_dim"]))
     side = TINY_CLIP["image_size"]
-    processor = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+    settings = ClipPixelSettings(shortest_edge=side, crop_height=side, crop_width=side)
     artifacts = {
         VISION_ARTIFACT_ID: smoke_digest({"model": "tiny-clip-vision", **TINY_CLIP}, seed),
         HEAD_ARTIFACT_ID: smoke_digest({"model": "tiny-emotion-head", "dim": TINY_CLIP["projection_dim"]}, seed + 1),
     }
-    return ClipExtractor(vision, processor, head, artifacts, smoke=True)
+    return ClipExtractor(vision, settings, head, artifacts, smoke=True)
 
 
 def tiny_semantic(seed: int = 0) -> SemanticExtractor:
@@ -186,6 +187,7 @@ def tiny_extractors(
     if unknown:
         raise UsageError(f"unknown extractor(s) {', '.join(unknown)}; expected some of {', '.join(TINY_BUILDERS)}")
     builders = dict(TINY_BUILDERS)
-    if get_protocol(protocol).name == PAPER_CODE:
-        builders["inception"] = tiny_inception_paper_code
+    variants = {("inception", PAPER_CODE): tiny_inception_paper_code}
+    for name, variant in get_protocol(protocol).variants.items():
+        builders[name] = variants[(name, variant)]
     return {name: builders[name](seed) for name in wanted}

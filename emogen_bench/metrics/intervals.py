@@ -1,4 +1,4 @@
-"""Confidence intervals used by the metrics (protocol ``eicg-v1``).
+"""Confidence intervals used by the metrics (protocol ``eicg-v2``).
 
 - Accuracies (Emo-A): Wilson score interval, which stays inside [0, 1] and is
   sensible at 0% or 100%, unlike the normal (Wald) interval.

@@ -99,12 +99,12 @@ def paper_code_fid(
     per_emotion: dict[str, MetricValue] = {}
     for emotion in EMOTION_NAMES:
         rows = x[labels == emotion]
-        if rows.shape[0] == 0:
+        if rows.shape[0] < 2:  # no covariance: the released code gets NaN; the emotion gets no FID here
             continue
         value = torchmetrics_frechet(reference_per_emotion[emotion], sums_stats(rows))
         per_emotion[emotion] = MetricValue(value, None, rows.shape[0], {"biased": True})
     pooled = torchmetrics_frechet(reference_pooled, sums_stats(x))
-    mean = float(np.mean([v.value for v in per_emotion.values()]))
+    mean = float(np.mean([v.value for v in per_emotion.values()])) if per_emotion else None
     overall = MetricValue(pooled, None, x.shape[0], {"mean_over_emotions": mean, "note": AGGREGATE_NOTE})
     return overall, per_emotion
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjection
 from transformers.utils import logging as hf_logging
 
 from emogen_bench.errors import WeightsError
+from emogen_bench.features.clip_pixels import ClipPixelSettings, load_settings
 from emogen_bench.models._state_dict import SHOWN_KEYS
 
 #: Keys of a full CLIPModel checkpoint that the image tower does not use (regular expressions).
@@ -116,16 +117,20 @@ def load_clip_vision(snapshot_dir: str | Path) -> CLIPVisionModelWithProjection:
     return model
 
 
-def load_clip_image_processor(snapshot_dir: str | Path) -> CLIPImageProcessor:
-    """The snapshot's own ``CLIPImageProcessor`` (``preprocessor_config.json``)."""
+def load_clip_pixel_settings(snapshot_dir: str | Path) -> ClipPixelSettings:
+    """The pixel settings in the snapshot's own ``preprocessor_config.json``, read as JSON.
+
+    The pipeline itself is :mod:`emogen_bench.features.clip_pixels` (PIL, as in
+    transformers 4.x), never the installed transformers' image processor.
+    """
     snapshot_dir = Path(snapshot_dir)
     try:
-        return CLIPImageProcessor.from_pretrained(snapshot_dir, local_files_only=True)
-    except (OSError, ValueError) as exc:
+        return load_settings(snapshot_dir)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
-            f"{snapshot_dir}: cannot load the CLIP image processor ({first}); "
-            "the snapshot needs preprocessor_config.json: fetch it again."
+            f"{snapshot_dir}: cannot read the CLIP image settings ({first}); "
+            "the snapshot needs a valid preprocessor_config.json: fetch it again."
         ) from exc
 
 
