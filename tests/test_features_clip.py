@@ -10,6 +10,7 @@ import checkpoints as ckpt
 import numpy as np
 import pytest
 import torch
+from clip_pixel_fixture import PINNED_CONFIG
 
 from emogen_bench.errors import WeightsError
 from emogen_bench.features.clip import ClipExtractor, double_rescaled
@@ -18,17 +19,7 @@ from emogen_bench.models.clip import load_clip_pixel_settings, load_clip_vision
 from emogen_bench.models.emotion_head import EmotionHead
 
 #: ``preprocessor_config.json`` of openai/clip-vit-large-patch14 at the pinned revision.
-VIT_L14_PREPROCESSOR = {
-    "crop_size": 224,
-    "do_center_crop": True,
-    "do_normalize": True,
-    "do_resize": True,
-    "feature_extractor_type": "CLIPFeatureExtractor",
-    "image_mean": [0.48145466, 0.4578275, 0.40821073],
-    "image_std": [0.26862954, 0.26130258, 0.27577711],
-    "resample": 3,
-    "size": 224,
-}
+VIT_L14_PREPROCESSOR = PINNED_CONFIG
 DIM = ckpt.TINY_CLIP["projection_dim"]
 ARTIFACTS = {"clip-vit-l14": "sha256:v", "emo-head-clip": "sha256:h"}
 
