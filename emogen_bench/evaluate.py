@@ -25,6 +25,7 @@ import numpy as np
 from emogen_bench import __version__
 from emogen_bench.cache import FeatureCache
 from emogen_bench.config import EvalConfig
+from emogen_bench.distributed import World
 from emogen_bench.errors import InvalidInputError, UsageError, WeightsError
 from emogen_bench.features import ARTIFACTS_BY_EXTRACTOR, build_extractors, check_artifacts
 from emogen_bench.features.base import FeatureExtractor
@@ -411,3 +412,55 @@ def evaluate(
         not_computed=not_computed,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def fill_cache_for_rank(
+    path: str | Path,
+    config: EvalConfig,
+    world: World,
+    *,
+    extractors: Mapping[str, FeatureExtractor] | None = None,
+    cache: FeatureCache | None = None,
+) -> dict[str, dict[str, int]]:
+    """This rank's share of :func:`evaluate`'s feature pass, written to the shared feature cache; no metrics.
+
+    Under ``torchrun`` / ``accelerate launch`` every rank calls this on its
+    slice, then rank 0 runs :func:`evaluate`, which finds every feature cached.
+    Images are dealt out one by one in canonical order (features of an image do
+    not depend on the other images of its model batch); LPIPS, reduced per
+    emotion, is dealt out by emotion.  Returns computed/cached counts per extractor.
+    """
+    if not config.cache:
+        raise UsageError("a data-parallel evaluation shares features through the cache: drop --no-cache")
+    protocol = get_protocol(config.protocol)
+    report = validate_submission(
+        path, per_emotion=config.per_emotion, show_progress=config.show_progress and world.is_main
+    )
+    if not report.valid:
+        raise InvalidSubmissionError(report)
+    metrics = config.metrics
+    if config.reference_stats is None:
+        metrics = tuple(m for m in metrics if m not in ("fid", "kid"))
+    selection = protocol.select(items_from_report(report), metrics, pairs=config.pairs, seed=config.seed)
+    groups = protocol.pass_groups(selection)
+    names = sorted({name for _, group in groups for name in group})
+    if extractors is None:
+        extractors = build_extractors(names, open_store(config.weights_override), protocol=protocol.name)
+    cache = cache if cache is not None else FeatureCache(enabled=True)
+    device = str(resolve_device(world.device(config.device)))
+    counts: dict[str, dict[str, int]] = {}
+    for files, group in groups:
+        mine = set(world.shard(list(dict.fromkeys(item.emotion for item in files))))
+        per_image = tuple(name for name in group if name != "lpips")
+        shares = [(world.shard(files), per_image), ([i for i in files if i.emotion in mine], ("lpips",))]
+        for share, share_names in shares:
+            share_names = tuple(name for name in share_names if name in group)
+            if not share or not share_names:
+                continue
+            extraction = extract(
+                share, {name: extractors[name] for name in share_names}, cache=cache,
+                batch_size=config.batch_size, num_workers=config.num_workers, device=device,
+                show_progress=config.show_progress and world.is_main, desc=f"rank {world.rank} of {world.size}",
+            )  # fmt: skip
+            counts.update({name: dict(extraction.counts[name]) for name in share_names})
+    return counts

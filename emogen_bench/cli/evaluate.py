@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,9 +111,17 @@ def default_out(digest: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, write the JSON, print the report; 0 on success."""
-    from emogen_bench.evaluate import evaluate
+    """Evaluate, write the JSON, print the report; 0 on success.
+
+    Under ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE`` > 1) every rank
+    extracts its share of the features into the shared cache; then rank 0
+    alone computes the metrics, writes the one results file and prints.
+    """
+    from emogen_bench.distributed import barrier, process_group, world_from_env
+    from emogen_bench.evaluate import evaluate, fill_cache_for_rank
     from emogen_bench.report import render
+
+    world = world_from_env()
 
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a folder; pass the path of the results JSON file")
@@ -132,6 +141,13 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         pairs=args.pairs,
     )
+    if world.size > 1:
+        with process_group(world):
+            fill_cache_for_rank(args.submission, config, world)
+            barrier(world)
+        if not world.is_main:
+            return int(ExitCode.OK)
+        config = dataclasses.replace(config, device=world.device(config.device))
     result = evaluate(args.submission, config)
     out = result.write(args.out or default_out(result.submission["digest"]), overwrite=args.overwrite)
     text = render(result.to_dict(), args.format)
