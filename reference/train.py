@@ -429,8 +429,9 @@ def train_stage2(
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(list(rng["cuda"]))
         start = int(saved["step"])
-    if config.resume:  # steps after the checkpoint (all of them when there is none yet) are taken again
+    if config.resume and accelerator.is_main_process:  # steps after the checkpoint are taken again
         _rewrite_log(out_dir / LOSS_LOG, start)
+    accelerator.wait_for_everyone()
     mapper, optimizer = accelerator.prepare(mapper, optimizer)
 
     dataset = Stage2Images(
@@ -456,6 +457,9 @@ def train_stage2(
         "pooled_mode": config.pooled_mode,
         "space": dict(space_source or {}),
         "vocabulary_size": len(vocabulary),
+        "processes": processes,  # data parallelism changes the results: recorded with what it implies
+        "effective_batch_size": config.batch_size * processes,
+        "learning_rate_used": config.learning_rate,  # not scaled with the process count
     }
     context = _StepContext(
         components,
@@ -492,10 +496,11 @@ def train_stage2(
         done = step + 1
         if done % config.checkpoint_every == 0 or done == config.max_steps:
             accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                checkpoint = _write_checkpoint(out_dir, done, accelerator.unwrap_model(mapper), optimizer, meta)
+            if accelerator.is_main_process:  # one process writes; every process knows where it is
+                _write_checkpoint(out_dir, done, accelerator.unwrap_model(mapper), optimizer, meta)
                 for old in checkpoint_dirs(out_dir)[: -config.keep_checkpoints]:
                     shutil.rmtree(old)
+            checkpoint = out_dir / f"{CHECKPOINT_PREFIX}{done}"
     accelerator.wait_for_everyone()
     if checkpoint is None:
         raise UsageError(f"max_steps={config.max_steps}: no training step was taken and no checkpoint exists")

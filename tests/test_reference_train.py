@@ -81,19 +81,31 @@ def test_combine_losses_modes_and_ablations() -> None:
         combine_losses(l_ldm, l_attr, a, ablation="none")  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def emoset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[IndexRow]]:
-    root = tmp_path_factory.mktemp("emoset")
+def emoset_rows(root: Path) -> list[IndexRow]:
+    """The index rows of the four training images (written by :func:`write_emoset`)."""
     rows = []
     for number, (emotion, emotion_id, attribute) in enumerate(
         [("amusement", 0, "park"), ("amusement", 0, "cup"), ("sadness", 7, "cemetery"), ("sadness", 7, "other")]
     ):
         path = f"image/{emotion}/{emotion}_{number:05d}.jpg"
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        pixels = np.random.default_rng(number).integers(0, 256, (80, 72, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / path)
         rows.append(IndexRow(f"{number}", emotion, emotion_id, "train", attribute, "scene", attribute, path))
-    return root, rows
+    return rows
+
+
+def write_emoset(root: Path) -> list[IndexRow]:
+    """Four seeded 80x72 JPEGs under ``root``, and their rows."""
+    rows = emoset_rows(root)
+    for number, row in enumerate(rows):
+        (root / row.path).parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.random.default_rng(number).integers(0, 256, (80, 72, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / row.path)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def emoset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[IndexRow]]:
+    root = tmp_path_factory.mktemp("emoset")
+    return root, write_emoset(root)
 
 
 def _config(**changes: object) -> Stage2Config:
