@@ -466,9 +466,11 @@ def finetune(
                 value.copy_(state[f"ema::{name}"])
         optimizer.load_state_dict(torch.load(existing[-1] / "optimizer.pt", map_location="cpu"))
         start = int(json.loads((existing[-1] / "state.json").read_text(encoding="utf-8"))["step"])
-        _rewrite_log(run_dir / LOSS_LOG, start)
-    elif (run_dir / LOSS_LOG).exists():
+        if accelerator.is_main_process:
+            _rewrite_log(run_dir / LOSS_LOG, start)
+    elif accelerator.is_main_process and (run_dir / LOSS_LOG).exists():
         (run_dir / LOSS_LOG).unlink()
+    accelerator.wait_for_everyone()  # the log is settled before any rank writes to it
     prepared = accelerator.prepare(*modules.values(), optimizer)
     optimizer = prepared[-1]
     process, processes = accelerator.process_index, accelerator.num_processes
@@ -518,6 +520,7 @@ def finetune(
             _save_final(run_dir, {k: accelerator.unwrap_model(m) for k, m in modules.items()})
             for old in checkpoint_dirs(run_dir):
                 shutil.rmtree(old)
+        accelerator.wait_for_everyone()  # every rank returns with the run folder complete
     finally:
         for key, module in zip(modules, prepared[:-1]):
             accelerator.unwrap_model(module, keep_fp32_wrapper=False)
@@ -642,7 +645,9 @@ class DreamBooth:
         """Fine-tune one concept per emotion into ``out_dir``; finished emotions are kept on resume."""
         chosen = settings_from_mapping(DreamBoothSettings, settings, NAME)
         out_dir, emoset_root = Path(out_dir), Path(emoset_root)
-        prepare_run(out_dir, chosen, resume, NAME)
+        accelerator = make_accelerator(chosen.mixed_precision, chosen.cpu)
+        prepare_run(out_dir, chosen, resume, NAME)  # every rank checks the folder before any rank writes to it
+        accelerator.wait_for_everyone()
         rows = load_index(index_dir)
         selection = {
             e: select_concept_images(rows, e, chosen.images, chosen.sampling, chosen.seed, chosen.split)
@@ -651,11 +656,15 @@ class DreamBooth:
         empty = [e for e, selected in selection.items() if not selected]
         if empty:
             raise DataError(f"{index_dir}: no {chosen.split!r} images of {', '.join(empty)}; check the index and split")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out_dir / "selection.json", {e: [r.id for r in s] for e, s in selection.items()})
         counts = {e: len(s) for e, s in selection.items()}
-        write_checkpoint_config(out_dir, NAME, chosen, components, emotions=list(chosen.emotions), images=counts)
-        accelerator = make_accelerator(chosen.mixed_precision, chosen.cpu)
+        if accelerator.is_main_process:  # one writer; the others wait until the run folder is complete
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(out_dir / "selection.json", {e: [r.id for r in s] for e, s in selection.items()})
+            write_checkpoint_config(
+                out_dir, NAME, chosen, components, emotions=list(chosen.emotions), images=counts,
+                processes=accelerator.num_processes,
+            )  # fmt: skip
+        accelerator.wait_for_everyone()
         components.to(accelerator.device)
         with restored(components, chosen.train_text_encoder) as reset:
             for emotion in chosen.emotions:

@@ -1,0 +1,58 @@
+"""Baseline training under a real ``torchrun`` (2 CPU processes, gloo through accelerate).
+
+DreamBooth used to fail at start-up with 2+ processes: every rank wrote the run
+folder's ``selection.json`` and ``config.json`` before accelerate started, so the
+others refused the folder.  Now one rank writes, every rank exits 0, and the run
+resumes with another process count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("diffusers")
+
+from emogen_bench.data import prepare_emoset  # noqa: E402
+from emogen_bench.task import EMOTION_NAMES  # noqa: E402
+
+TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+HERE = Path(__file__).parent
+
+
+def _launch(processes: int, worker: str, *args: str) -> list[dict]:
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), str(HERE / worker), *args]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
+def test_dreambooth_on_two_processes_writes_once_and_resumes_on_one(tmp_path: Path) -> None:
+    from fake_emoset import make_fake_emoset
+
+    make_fake_emoset(tmp_path / "emoset", per_split={"train": 2, "val": 0, "test": 0}, edge_cases=False, image_size=16)
+    prepare_emoset(tmp_path / "emoset", tmp_path / "index", show_progress=False)
+    out = tmp_path / "run"
+    args = [str(tmp_path / "index"), str(tmp_path / "emoset"), str(out)]
+    ranks = _launch(2, "dreambooth_worker.py", *args, "2")
+    assert sorted(r["rank"] for r in ranks) == [0, 1] and {r["run"] for r in ranks} == {str(out)}
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["processes"] == 2 and config["images"] == {e: 2 for e in EMOTION_NAMES}
+    for emotion in EMOTION_NAMES:
+        steps = [json.loads(line)["step"] for line in (out / emotion / "loss.jsonl").read_text().splitlines()]
+        assert steps == [1, 2], emotion  # one writer: each step logged once
+        assert (out / emotion / "unet").is_dir() and not list((out / emotion).glob("checkpoint-*"))
+    unet = {e: sorted(p.name for p in (out / e / "unet").iterdir()) for e in EMOTION_NAMES}
+
+    resumed = _launch(1, "dreambooth_worker.py", *args, "2", "--resume")  # finished: kept as it is
+    assert resumed == [{"rank": 0, "run": str(out)}]
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["processes"] == 1
+    assert {e: sorted(p.name for p in (out / e / "unet").iterdir()) for e in EMOTION_NAMES} == unet
