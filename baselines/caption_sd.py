@@ -20,6 +20,7 @@ steps (weights, EMA and AdamW state, about 14 GB at SD-1.5 size; only the latest
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from baselines.dreambooth import (
     weights_digest,
 )
 from emogen_bench.data import IndexRow, balanced_order, load_index
+from emogen_bench.distributed import World
 from emogen_bench.errors import DataError, UsageError
 from emogen_bench.task import EMOTION_NAMES
 from reference.sd import SDComponents
@@ -171,20 +173,30 @@ class CaptionSD:
         """Caption what is missing, then fine-tune the U-Net into ``out_dir`` (resumable from its checkpoints)."""
         chosen = settings_from_mapping(CaptionSDSettings, settings, NAME)
         out_dir, index_dir, emoset_root = Path(out_dir), Path(index_dir), Path(emoset_root)
-        prepare_run(out_dir, chosen, resume, NAME)
+        accelerator = make_accelerator(chosen.mixed_precision, chosen.cpu)
+        prepare_run(out_dir, chosen, resume, NAME)  # every rank checks the folder before any rank writes to it
+        accelerator.wait_for_everyone()
         rows = split_rows(load_index(index_dir), chosen.split)
         path = _captions_path(chosen, index_dir)
+        world = World(accelerator.process_index, accelerator.num_processes, accelerator.local_process_index)
+        caption_config = chosen.caption_config()
+        if world.size > 1 and caption_config.device == "cuda":  # each rank captions on its own GPU
+            caption_config = dataclasses.replace(caption_config, device=f"cuda:{world.local_rank}")
         caption_index(
-            index_dir, emoset_root, path, config=chosen.caption_config(), captioner=captioner,
-            ids=[row.id for row in rows],
+            index_dir, emoset_root, path, config=caption_config, captioner=captioner, ids=[row.id for row in rows],
+            world=world, barrier=accelerator.wait_for_everyone,
         )  # fmt: skip
         captions = {record.id: record.caption for record in read_captions(path).values()}
         missing = [row.id for row in rows if row.id not in captions]
         if missing:
             raise DataError(f"{path}: no caption for {len(missing)} image(s) ({', '.join(missing[:3])}); caption again")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_checkpoint_config(out_dir, NAME, chosen, components, images=len(rows), captions=str(path))
-        accelerator = make_accelerator(chosen.mixed_precision, chosen.cpu)
+        if accelerator.is_main_process:  # one writer; the others wait until the run folder is complete
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_checkpoint_config(
+                out_dir, NAME, chosen, components, images=len(rows), captions=str(path),
+                processes=accelerator.num_processes,
+            )  # fmt: skip
+        accelerator.wait_for_everyone()
         components.to(accelerator.device)
         stream = CaptionStream(rows, captions, chosen.text_template, chosen.seed, chosen.balance_emotions)
         config = finetune_config(chosen, chosen.seed, "caption-sd", chosen.ema_decay if chosen.use_ema else None)

@@ -28,6 +28,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from emogen_bench.data import IndexRow, load_index
+from emogen_bench.distributed import World
 from emogen_bench.errors import DataError, UsageError, WeightsError
 from emogen_bench.fileio import write_json_atomic
 from emogen_bench.hashing import sha256_bytes
@@ -317,6 +318,28 @@ def caption_batches(rows: Sequence[IndexRow], batch_size: int) -> list[list[Inde
     return [list(rows[start : start + batch_size]) for start in range(0, len(rows), batch_size)]
 
 
+def part_path(out: Path, rank: int) -> Path:
+    """Where rank ``rank`` of a data-parallel captioning appends its lines before they are merged into ``out``."""
+    return out.with_name(f"{out.name}.rank{rank}")
+
+
+def part_paths(out: Path) -> list[Path]:
+    """Every rank's part file left beside ``out`` (by this run, or by an interrupted one of any process count)."""
+    return sorted(out.parent.glob(f"{out.name}.rank*"))
+
+
+def _merge_parts(out: Path) -> None:
+    """Append the part files' records that ``out`` lacks to ``out``, then remove the parts (rank 0 only)."""
+    merged = read_captions(out) if out.exists() else {}
+    for part in part_paths(out):
+        fresh = [record for key, record in read_captions(part).items() if merged.get(key) != record]
+        if fresh:
+            _append(out, fresh)
+            merged.update((record.id, record) for record in fresh)
+    for part in part_paths(out):
+        part.unlink()
+
+
 def caption_index(
     index_dir: str | Path,
     emoset_root: str | Path,
@@ -325,11 +348,18 @@ def caption_index(
     config: CaptionConfig = CaptionConfig(),
     captioner: Captioner | Callable[[], Captioner] | None = None,
     ids: Collection[str] | None = None,
+    world: World = World(),
+    barrier: Callable[[], None] = lambda: None,
 ) -> CaptionSummary:
     """Caption the index's images (``ids``: only those) into ``out`` (default ``index_dir/captions.jsonl``).
 
     ``captioner``: a loaded :class:`Captioner`, a function that loads one (called only when some image still
     needs a caption), or None to load ``config.model``. Images already in the file are skipped.
+
+    Data-parallel (``world`` of several ranks, ``barrier`` waiting for all of them): rank 0 checks the file,
+    every rank captions every ``world.size``-th of the missing batches into its own part file
+    (:func:`part_path`), and rank 0 merges the parts into ``out``; an interrupted run resumes with any process
+    count, its parts read as done and merged at the end.
     """
     index_dir, root = Path(index_dir), Path(emoset_root)
     out = Path(out) if out is not None else index_dir / CAPTIONS_FILE
@@ -338,29 +368,40 @@ def caption_index(
         wanted = set(ids)
         rows = [row for row in rows if row.id in wanted]
     loaded = captioner if isinstance(captioner, Captioner) else None
-    _check_metadata(out, config, loaded)
-    if out.exists():
-        _repair_tail(out)
-        done = read_captions(out)
-    else:
+    if world.is_main:
+        _check_metadata(out, config, loaded)
         out.parent.mkdir(parents=True, exist_ok=True)
-        done = {}
+        if out.exists():
+            _repair_tail(out)
+    barrier()
+    done = read_captions(out) if out.exists() else {}
+    for part in part_paths(out):
+        done.update(read_captions(part))
+    target = part_path(out, world.rank) if world.size > 1 else out
+    if target.exists():
+        _repair_tail(target)
 
     def is_done(row: IndexRow) -> bool:
         record = done.get(row.id)
         return record is not None and (not row.sha256 or record.sha256 == row.sha256)
 
     batches = [batch for batch in caption_batches(rows, config.batch_size) if not all(is_done(r) for r in batch)]
+    barrier()  # every rank has the same list of batches before any rank adds to the files
+    mine = world.shard(batches)
     captioned = 0
-    for batch in progress(batches, desc="captioning", enabled=config.show_progress, unit="batch"):
+    for batch in progress(mine, desc="captioning", enabled=config.show_progress and world.is_main, unit="batch"):
         if loaded is None:
             loaded = captioner() if callable(captioner) else load_captioner(config)
         pictures, digests = zip(*(read_image(root, row) for row in batch))
         texts = loaded(pictures, max_new_tokens=config.max_new_tokens, num_beams=config.num_beams)
         records = [CaptionRecord(r.id, d, t) for r, d, t in zip(batch, digests, texts) if not is_done(r)]
-        _append(out, records)
+        _append(target, records)
         captioned += len(records)
-    return CaptionSummary(out, captioned, len(rows) - captioned, len(batches))
+    barrier()
+    if world.is_main and part_paths(out):
+        _merge_parts(out)
+    barrier()
+    return CaptionSummary(out, captioned, len(rows) - captioned, len(mine))
 
 
 __all__ = [

@@ -56,3 +56,53 @@ def test_dreambooth_on_two_processes_writes_once_and_resumes_on_one(tmp_path: Pa
     assert resumed == [{"rank": 0, "run": str(out)}]
     assert json.loads((out / "config.json").read_text(encoding="utf-8"))["processes"] == 1
     assert {e: sorted(p.name for p in (out / e / "unet").iterdir()) for e in EMOTION_NAMES} == unet
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
+def test_caption_sd_on_two_processes_shards_the_captions_and_trains_once(tmp_path: Path) -> None:
+    from fake_emoset import make_fake_emoset
+
+    from baselines.captions import CaptionConfig, caption_index, part_paths, read_captions, tiny_captioner
+
+    make_fake_emoset(tmp_path / "emoset", per_split={"train": 2, "val": 0, "test": 0}, edge_cases=False, image_size=16)
+    prepare_emoset(tmp_path / "emoset", tmp_path / "index", show_progress=False)
+    captions = tmp_path / "captions.jsonl"
+    args = [str(tmp_path / "index"), str(tmp_path / "emoset"), str(tmp_path / "run"), str(captions)]
+    ranks = _launch(2, "caption_sd_worker.py", *args, "2")
+    assert sorted(r["rank"] for r in ranks) == [0, 1]
+    one = CaptionConfig(model="tiny-blip2", batch_size=3, max_new_tokens=30, show_progress=False)
+    alone = caption_index(tmp_path / "index", tmp_path / "emoset", tmp_path / "alone.jsonl", config=one,
+                          captioner=tiny_captioner(0))  # fmt: skip
+    assert alone.captioned == 16
+    assert read_captions(captions) == read_captions(tmp_path / "alone.jsonl")  # the same captions, each once
+    assert len(captions.read_text().splitlines()) == 16 and part_paths(captions) == []
+    config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert config["processes"] == 2 and config["images"] == 16
+    assert [json.loads(line)["step"] for line in (tmp_path / "run" / "loss.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_parts_left_by_an_interrupted_data_parallel_captioning_count_as_done_and_are_merged(tmp_path: Path) -> None:
+    from fake_emoset import make_fake_emoset
+
+    from baselines.captions import CaptionConfig, caption_index, part_path, part_paths, read_captions, tiny_captioner
+
+    make_fake_emoset(tmp_path / "emoset", per_split={"train": 2, "val": 0, "test": 0}, edge_cases=False, image_size=16)
+    prepare_emoset(tmp_path / "emoset", tmp_path / "index", show_progress=False)
+    config = CaptionConfig(model="tiny-blip2", batch_size=4, max_new_tokens=6, show_progress=False)
+    whole = tmp_path / "whole.jsonl"
+    caption_index(tmp_path / "index", tmp_path / "emoset", whole, config=config, captioner=tiny_captioner(0))
+    lines = whole.read_text().splitlines()
+    out = tmp_path / "captions.jsonl"
+    caption_index(tmp_path / "index", tmp_path / "emoset", out, config=config, captioner=tiny_captioner(0),
+                  ids=[json.loads(line)["id"] for line in lines[:4]])  # fmt: skip
+    part_path(out, 1).write_text("\n".join(lines[4:12]) + "\n" + lines[12][:10])  # rank 1 of 2 died mid-write
+    calls: list[int] = []
+    captioner = tiny_captioner(0)
+
+    def counting(pictures, **options):  # type: ignore[no-untyped-def]
+        calls.append(len(pictures))
+        return captioner(pictures, **options)
+
+    summary = caption_index(tmp_path / "index", tmp_path / "emoset", out, config=config, captioner=lambda: counting)
+    assert summary.captioned == 4 and sum(calls) == 4  # the rows of lines 12-15: the torn line is captioned again
+    assert read_captions(out) == read_captions(whole) and part_paths(out) == []
