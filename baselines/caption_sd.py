@@ -205,7 +205,8 @@ class CaptionSD:
         return out_dir
 
     def generate(
-        self, settings: Mapping[str, Any], checkpoint: Path | None, out_dir: Path, *, components: SDComponents
+        self, settings: Mapping[str, Any], checkpoint: Path | None, out_dir: Path, *, components: SDComponents,
+        shard: tuple[int, int] = (0, 1),
     ) -> Path:
         """A submission from the fine-tuned U-Net, prompted with ``prompt`` (default ``"{emotion}"``)."""
         chosen = settings_from_mapping(GenerateSettings, settings, NAME)
@@ -225,7 +226,7 @@ class CaptionSD:
         with restored(components, False):
             load_weights_into(components.unet, checkpoint / "unet")
             return generate_from_prompts(
-                components, prompts, chosen.config(), Path(out_dir), method=METHOD, extra_metadata=extra
+                components, prompts, chosen.config(), Path(out_dir), method=METHOD, extra_metadata=extra, shard=shard
             )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from baselines.common import BASELINES, get_baseline, load_components, parse_set_options
+from emogen_bench.distributed import barrier, parse_shard, process_group, world_from_env
 from emogen_bench.errors import UsageError
 
 
@@ -107,9 +108,15 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and not args.checkpoint.is_dir():
         raise UsageError(f"--checkpoint {args.checkpoint}: no such folder")
     settings = generate_settings(args)
+    world = world_from_env()
+    shard = parse_shard(args.shard, world)  # under torchrun / accelerate launch: this rank's share
     components = _components(args, args.checkpoint, training=False)
-    out = baseline.generate(settings, args.checkpoint, args.out, components=components)
-    _report(args, {"baseline": args.baseline, "submission": str(out)})
+    with process_group(world):
+        out = baseline.generate(settings, args.checkpoint, args.out, components=components, shard=shard)
+        barrier(world)
+    if world.is_main:
+        shown = {} if shard == (0, 1) else {"shard": f"{shard[0]}/{shard[1]}" if world.size == 1 else "all ranks done"}
+        _report(args, {"baseline": args.baseline, "submission": str(out), **shown})
     return 0
 
 
@@ -165,6 +172,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--steps", type=int, default=None, help="UniPC sampler steps (default 50)")
     generate.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default 7.5)")
     generate.add_argument("--size", type=int, default=None, help="image width and height (default 512)")
+    generate.add_argument("--shard", metavar="K/N", default=None,
+                          help="render only the K-th of N processes' batches (0-based) into --out; under torchrun or "
+                               "accelerate launch each rank takes its share without it")
     _shared(generate)
     generate.set_defaults(handler=run_generate)
 

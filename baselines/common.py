@@ -107,9 +107,13 @@ class Baseline(Protocol):
         ...
 
     def generate(
-        self, settings: Mapping[str, Any], checkpoint: Path | None, out_dir: Path, *, components: SDComponents
+        self, settings: Mapping[str, Any], checkpoint: Path | None, out_dir: Path, *, components: SDComponents,
+        shard: tuple[int, int] = (0, 1),
     ) -> Path:
-        """Write a submission (images + ``submission.json``) into ``out_dir``; returns ``out_dir``."""
+        """Write a submission (images + ``submission.json``) into ``out_dir``; returns ``out_dir``.
+
+        ``shard=(k, n)``: only the k-th of n processes' share of the batches (see :func:`generate_from_prompts`).
+        """
         ...
 
 
@@ -422,6 +426,7 @@ def generate_from_prompts(
     method: str,
     extra_metadata: Mapping[str, Any] | None = None,
     before_emotion: Callable[[str], None] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> Path:
     """Write a submission ``out_dir/<emotion>/<emotion>_<i:04d>.png`` + ``submission.json`` from text prompts.
 
@@ -430,12 +435,19 @@ def generate_from_prompts(
     same settings keeps the images already there and renders only the batches that miss some.
     ``extra_metadata`` goes into ``submission.json``'s notes (checkpoint digest, settings).
     ``before_emotion(e)`` runs before the first batch of emotion ``e`` is rendered (per-emotion weights).
+    ``shard=(k, n)`` renders only every n-th batch starting at k (the batches of one process), so n processes
+    fill one folder together, byte for byte the folder of one process (per-image seeds, the same batches).
     """
+    index, count = shard
+    if not 0 <= index < count:
+        raise UsageError(f"shard {index}/{count}: expected K/N with 0 <= K < N")
     check_prompts(prompts)
     out_dir = Path(out_dir)
     expected = prompt_submission_metadata(components, prompts, config, method=method, extra_metadata=extra_metadata)
     check_resume(out_dir, expected)
-    plan = plan_submission(config.per_emotion, config.seed)
+    batches = [b for n, b in enumerate(submission_batches(plan_submission(config.per_emotion, config.seed),
+                                                          config.batch_size)) if n % count == index]  # fmt: skip
+    plan = [image for batch in batches for image in batch]
     todo = images_to_render(out_dir, plan, config.width, config.height)
     for name in EMOTION_NAMES:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
@@ -443,7 +455,7 @@ def generate_from_prompts(
     if not metadata_path.is_file() or read_metadata(metadata_path) != expected:
         write_metadata(out_dir, expected, overwrite=True)
     missing = {image.path for image in todo}
-    chunks = [chunk for chunk in submission_batches(plan, config.batch_size) if any(i.path in missing for i in chunk)]
+    chunks = [chunk for chunk in batches if any(i.path in missing for i in chunk)]
     current = None
     for chunk in progress(chunks, desc=f"generating ({method})", enabled=config.show_progress, unit="batch"):
         if before_emotion is not None and chunk[0].emotion != current:  # a batch holds one emotion's images

@@ -679,7 +679,8 @@ class DreamBooth:
         return out_dir
 
     def generate(
-        self, settings: Mapping[str, Any], checkpoint: Path | None, out_dir: Path, *, components: SDComponents
+        self, settings: Mapping[str, Any], checkpoint: Path | None, out_dir: Path, *, components: SDComponents,
+        shard: tuple[int, int] = (0, 1),
     ) -> Path:
         """A submission with each emotion's fine-tuned U-Net and its instance prompt (or ``prompt``)."""
         chosen = settings_from_mapping(GenerateSettings, settings, NAME)
@@ -708,7 +709,7 @@ class DreamBooth:
         with restored(components, trained.train_text_encoder):
             return generate_from_prompts(
                 components, prompts, chosen.config(), Path(out_dir), method=METHOD, extra_metadata=extra,
-                before_emotion=load_emotion,
+                before_emotion=load_emotion, shard=shard,
             )
 
 

@@ -95,7 +95,8 @@ class StableDiffusionBaseline:
         raise UsageError("the sd baseline has nothing to train; run `emogen-bench baseline sd generate` directly")
 
     def generate(
-        self, settings: Mapping[str, Any], checkpoint: Path | None, out_dir: Path, *, components: SDComponents
+        self, settings: Mapping[str, Any], checkpoint: Path | None, out_dir: Path, *, components: SDComponents,
+        shard: tuple[int, int] = (0, 1),
     ) -> Path:
         """Write the submission into ``out_dir``; ``checkpoint`` must be None (there is none)."""
         if checkpoint is not None:
@@ -109,6 +110,7 @@ class StableDiffusionBaseline:
             out_dir,
             method=METHOD,
             extra_metadata={"baseline": NAME, "templates": list(chosen.chosen_templates())},
+            shard=shard,
         )
 
 

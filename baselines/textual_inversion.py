@@ -566,7 +566,8 @@ def with_learned_tokens(components: SDComponents, checkpoint: Path, emotions: Se
 
 
 def generate_textual_inversion(
-    settings: TextualInversionGenerateSettings, components: SDComponents, checkpoint: str | Path, out_dir: str | Path
+    settings: TextualInversionGenerateSettings, components: SDComponents, checkpoint: str | Path, out_dir: str | Path,
+    shard: tuple[int, int] = (0, 1),
 ) -> Path:
     """Write a submission: each emotion's images from ``prompt_template`` with its learned token."""
     checkpoint = Path(checkpoint)
@@ -586,7 +587,7 @@ def generate_textual_inversion(
         "training": {"steps": config.get("steps"), "settings": config.get("settings")},
     }
     return generate_from_prompts(loaded, prompts, prompt_config(settings), out_dir, method=METHOD,
-                                 extra_metadata=extra)
+                                 extra_metadata=extra, shard=shard)
 
 
 class TextualInversion:
@@ -613,13 +614,14 @@ class TextualInversion:
         return train_textual_inversion(chosen, components, load_index(index_dir), root, out_dir, resume=resume)
 
     def generate(
-        self, settings: Mapping[str, Any], checkpoint: Path | None, out_dir: Path, *, components: SDComponents
+        self, settings: Mapping[str, Any], checkpoint: Path | None, out_dir: Path, *, components: SDComponents,
+        shard: tuple[int, int] = (0, 1),
     ) -> Path:
         """Generate from a trained checkpoint (required)."""
         if checkpoint is None:
             raise UsageError(f"{NAME} generate needs --checkpoint: the folder `baseline {NAME} train` wrote")
         chosen = settings_from_mapping(TextualInversionGenerateSettings, settings, NAME)
-        return generate_textual_inversion(chosen, components, checkpoint, out_dir)
+        return generate_textual_inversion(chosen, components, checkpoint, out_dir, shard=shard)
 
 
 __all__ = [

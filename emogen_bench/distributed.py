@@ -49,6 +49,21 @@ class World:
         return f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
 
 
+def parse_shard(value: str | None, world: World) -> tuple[int, int]:
+    """``--shard K/N`` as ``(K, N)``; without it, this rank's share of the launcher's world (``(0, 1)`` alone)."""
+    if value is None:
+        return world.rank, world.size
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {value!r}: expected K/N, e.g. 0/8 for the first of 8 processes") from None
+    if not 0 <= index < count:
+        raise UsageError(f"--shard {value}: expected K/N with 0 <= K < N")
+    if world.size > 1:
+        raise UsageError(f"--shard {value} under a launcher of {world.size} processes: give one or the other")
+    return index, count
+
+
 def world_from_env(environ: Mapping[str, str] | None = None) -> World:
     """The world the launcher set up (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); rank 0 of 1 without a launcher."""
     env = os.environ if environ is None else environ

@@ -21,6 +21,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from emogen_bench.distributed import barrier, parse_shard, process_group, world_from_env
 from emogen_bench.errors import ExitCode, UsageError
 
 #: The value of ``--space``, ``--encoder``, ``--confidence`` and ``--head`` that means the released files.
@@ -579,16 +580,21 @@ def run_generate(args: argparse.Namespace) -> int:
     from reference.generate import generate_submission_summary
 
     kind, per_emotion = resolve_run(args.per_emotion)
-    shard = _parse_shard(args.shard)
+    world = world_from_env()
+    shard = parse_shard(args.shard, world)  # under torchrun / accelerate launch: this rank's share
     config = _generate_config(args, per_emotion=per_emotion)
     components, mapper, space = _load_for_generation(args)
-    summary = generate_submission_summary(config, components, mapper, space, args.out, shard=shard)
+    with process_group(world):
+        summary = generate_submission_summary(config, components, mapper, space, args.out, shard=shard)
+        barrier(world)  # rank 0 validates the folder once every rank has written its share
+    if world.size > 1 and not world.is_main:
+        return int(ExitCode.OK)
     lines = [
         f"submission: {args.out} ({summary.written} images written, {summary.kept} kept from an earlier run)",
         f"metadata: {summary.metadata_path}",
     ]
     document = {"out": str(args.out), "written": summary.written, "kept": summary.kept, "run": kind}
-    if shard != (0, 1):
+    if shard != (0, 1) and world.size == 1:
         lines.append(f"shard {shard[0]}/{shard[1]} done; validate once every shard has finished: emogen-bench "
                      f"validate {args.out}" + (f" --per-emotion {args.per_emotion}" if args.per_emotion else ""))
         _say(args, {**document, "shard": list(shard)}, lines)
@@ -598,18 +604,6 @@ def run_generate(args: argparse.Namespace) -> int:
     lines += [f"  {p.severity}: {p.path}: {p.message}" for p in report.problems[:20]]
     _say(args, {**document, "validation": report.to_dict()}, lines)
     return int(ExitCode.OK if report.valid else ExitCode.INVALID)
-
-
-def _parse_shard(value: str | None) -> tuple[int, int]:
-    if value is None:
-        return 0, 1
-    try:
-        index, count = (int(part) for part in value.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard {value!r}: expected K/N, e.g. 0/8 for the first of 8 processes") from None
-    if not 0 <= index < count:
-        raise UsageError(f"--shard {value}: expected K/N with 0 <= K < N")
-    return index, count
 
 
 def run_transfer(args: argparse.Namespace) -> int:

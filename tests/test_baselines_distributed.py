@@ -106,3 +106,33 @@ def test_parts_left_by_an_interrupted_data_parallel_captioning_count_as_done_and
     summary = caption_index(tmp_path / "index", tmp_path / "emoset", out, config=config, captioner=lambda: counting)
     assert summary.captioned == 4 and sum(calls) == 4  # the rows of lines 12-15: the torn line is captioned again
     assert read_captions(out) == read_captions(whole) and part_paths(out) == []
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
+def test_sharded_generation_gives_the_one_process_folder_byte_for_byte(tmp_path: Path) -> None:
+    options = ["baseline", "sd", "generate", "--tiny", "--per-emotion", "2", "--steps", "1", "--size", "256",
+               "--batch-size", "3", "--device", "cpu", "--quiet"]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "emogen_bench", *options, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=environment, timeout=600, check=False)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "emogen_bench", *options,
+         "--out", str(tmp_path / "two")],
+        capture_output=True, text=True, env=environment, timeout=600, check=False,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("submission:") == 1  # rank 0 reports once every rank is done
+    by_hand = tmp_path / "by-hand"
+    for k in (1, 0):  # --shard K/N by hand, in any order, into one folder
+        done = subprocess.run([sys.executable, "-m", "emogen_bench", *options, "--out", str(by_hand),
+                               "--shard", f"{k}/2"], capture_output=True, text=True, env=environment, timeout=600,
+                              check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+    reference = _tree(tmp_path / "one")
+    assert len([name for name in reference if name.endswith(".png")]) == 16
+    assert _tree(tmp_path / "two") == reference and _tree(by_hand) == reference
