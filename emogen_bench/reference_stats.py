@@ -41,6 +41,7 @@ from emogen_bench import __version__
 from emogen_bench.cache import FeatureCache
 from emogen_bench.config import EvalConfig
 from emogen_bench.data import IndexRow, index_digest, load_index
+from emogen_bench.distributed import World
 from emogen_bench.errors import DataError, InvalidInputError, UsageError
 from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
 from emogen_bench.features.paper_code import is_paper_code
@@ -240,6 +241,39 @@ def _write_npz_atomic(out_path: Path, arrays: Mapping[str, np.ndarray], *, overw
             np.savez(handle, **arrays)
     except UsageError as error:
         raise UsageError(f"--out: {error}. Pass --overwrite or choose another name") from None
+
+
+def fill_reference_cache_for_rank(
+    index_dir: str | Path,
+    emoset_root: str | Path,
+    *,
+    extractor: FeatureExtractor,
+    world: World,
+    split: str = "train",
+    cache: FeatureCache | None = None,
+    batch_size: int = 32,
+    num_workers: int = 2,
+    device: str = "auto",
+    show_progress: bool = True,
+) -> int:
+    """This rank's share of :func:`build_reference_stats`' features, written to the shared feature cache.
+
+    Under ``torchrun`` / ``accelerate launch`` every rank calls this on every
+    ``world.size``-th image (canonical order), then rank 0 builds the statistics
+    from the cache.  Returns the number of images this rank covered.
+    """
+    cache = cache if cache is not None else FeatureCache()
+    if not cache.enabled:
+        raise UsageError("data-parallel reference statistics share the features through the cache: drop --no-cache")
+    root = Path(emoset_root)
+    items = world.shard(_reference_items(select_rows(load_index(index_dir), split), root, Path(index_dir)))
+    if items:
+        extract(
+            items, {extractor.info.name: extractor}, cache=cache, batch_size=batch_size, num_workers=num_workers,
+            device=world.device(device), show_progress=show_progress and world.is_main,
+            desc=f"reference features, rank {world.rank} of {world.size}",
+        )  # fmt: skip
+    return len(items)
 
 
 def build_reference_stats(

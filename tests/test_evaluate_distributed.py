@@ -68,3 +68,35 @@ def test_torchrun_two_processes_give_the_one_process_results(
     assert len(list((home / "results").glob("*.json"))) == 0 and completed.stdout.count('"schema"') == 1
     cached = list((home / "features").rglob("*.npz"))
     assert len(cached) == n * 4  # inception, clip, semantic, emoset: each image once, by one rank or the other
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
+def test_reference_statistics_built_by_two_processes_equal_one_process(
+    real_layout_weights: RealLayoutWeights, tmp_path: Path
+) -> None:
+    from fake_emoset import make_fake_emoset
+
+    from emogen_bench.data import prepare_emoset
+    from emogen_bench.reference_stats import load_reference_stats
+
+    make_fake_emoset(tmp_path / "emoset", per_split={"train": 2, "val": 1, "test": 1}, edge_cases=False, image_size=32)
+    prepare_emoset(tmp_path / "emoset", tmp_path / "index", show_progress=False)
+    options = ["reference-stats", "build", "--index", str(tmp_path / "index"), "--emoset-root",
+               str(tmp_path / "emoset"), "--split", "all", "--weights-override", str(real_layout_weights.override),
+               "--device", "cpu", "--workers", "0", "--quiet", "--json"]  # fmt: skip
+    built = {}
+    launchers = {"one": [sys.executable], "two": [str(TORCHRUN), "--standalone", "--nproc_per_node", "2"]}
+    for name, launcher in launchers.items():
+        environment = {**os.environ, "EMOGEN_BENCH_HOME": str(tmp_path / f"home-{name}"), "OMP_NUM_THREADS": "1"}
+        completed = subprocess.run(
+            [*launcher, "-m", "emogen_bench", *options, "--out", str(tmp_path / f"{name}.npz")],
+            capture_output=True, text=True, env=environment, timeout=600, check=False,
+        )  # fmt: skip
+        assert completed.returncode == ExitCode.OK, completed.stderr[-3000:]
+        assert completed.stdout.count('"sha256"') >= 1
+        built[name] = load_reference_stats(tmp_path / f"{name}.npz")
+    one, two = built["one"], built["two"]
+    for emotion, stats in one.per_emotion.items():
+        assert (stats.mu == two.per_emotion[emotion].mu).all() and (stats.sigma == two.per_emotion[emotion].sigma).all()
+        assert (one.kid_sample[emotion] == two.kid_sample[emotion]).all()
+    assert (one.pooled.sigma == two.pooled.sigma).all() and one.pooled.n == two.pooled.n == 32

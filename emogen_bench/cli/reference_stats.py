@@ -9,7 +9,7 @@ from typing import Any
 
 from emogen_bench.cli.common import add_json_flag, add_quiet_flag, add_weights_override, print_json
 from emogen_bench.config import EvalConfig
-from emogen_bench.errors import ExitCode
+from emogen_bench.errors import ExitCode, UsageError
 from emogen_bench.protocols import PAPER_CODE, PROTOCOLS
 from emogen_bench.task import DATA, DEFAULT_SEED, METRICS
 
@@ -95,13 +95,27 @@ def describe(provenance: dict[str, Any]) -> str:
 def run_build(args: argparse.Namespace) -> int:
     """Handler of ``reference-stats build``: weights first (a missing one fails before any image is read)."""
     from emogen_bench.cache import FeatureCache
+    from emogen_bench.distributed import barrier, process_group, world_from_env
     from emogen_bench.features import build_extractors
-    from emogen_bench.reference_stats import build_reference_stats, check_split
+    from emogen_bench.reference_stats import build_reference_stats, check_split, fill_reference_cache_for_rank
     from emogen_bench.weights import open_store
 
     check_split(args.split, args.protocol)
+    world = world_from_env()
     store = open_store(args.weights_override)
     extractor = build_extractors(["inception"], store, protocol=args.protocol)["inception"]
+    if world.size > 1:  # each rank its share of the features into the shared cache; then rank 0 builds
+        if args.out.exists() and not args.overwrite:  # refused before any rank spends time on features
+            raise UsageError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
+        with process_group(world):
+            fill_reference_cache_for_rank(
+                args.index, args.emoset_root, extractor=extractor, world=world, split=args.split,
+                cache=FeatureCache(enabled=not args.no_cache), batch_size=args.batch_size, num_workers=args.workers,
+                device=args.device, show_progress=not args.quiet,
+            )  # fmt: skip
+            barrier(world)
+        if not world.is_main:
+            return int(ExitCode.OK)
     stats = build_reference_stats(
         args.index,
         args.emoset_root,
@@ -111,7 +125,7 @@ def run_build(args: argparse.Namespace) -> int:
         cache=FeatureCache(enabled=not args.no_cache),
         batch_size=args.batch_size,
         num_workers=args.workers,
-        device=args.device,
+        device=world.device(args.device),
         seed=args.seed,
         show_progress=not args.quiet,
         overwrite=args.overwrite,
