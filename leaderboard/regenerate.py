@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from emogen_bench import __version__
-from emogen_bench.errors import ExitCode, UsageError
+from emogen_bench.errors import ExitCode, UsageError, WeightsError
 from emogen_bench.fileio import write_atomic, write_json_atomic
 from emogen_bench.protocols import PROTOCOLS
 from emogen_bench.report import format_value
@@ -945,6 +945,81 @@ def _check_data(plan: Plan, workdir: Path) -> None:
         )
 
 
+#: The registry artifacts of EmoGen's inputs when the plan takes the released ones (``official``).
+OFFICIAL_EMOGEN_ARTIFACTS = {"encoder": "emo-resnet50-emoset", "space": "emo-space", "confidence": "attr-coefficients"}
+
+
+def needed_weights(plan: Plan, rows: Sequence[PlanRow], workdir: Path) -> dict[str, list[str]]:
+    """Every weight the stages of ``rows`` will load -> the stages that load it (nothing for a tiny plan).
+
+    Registry artifacts by id; Hugging Face models that are not in the registry (a non-default SD
+    model, BLIP-2 for caption-SD) as ``hf:<repo>@<revision>`` or the local folder given.
+    """
+    from emogen_bench.features import ARTIFACTS_BY_EXTRACTOR, metric_extractors
+    from emogen_bench.protocols import get_protocol
+    from reference.sd import DEFAULT_SD_MODEL
+
+    if plan.tiny:
+        return {}
+    needed: dict[str, list[str]] = {}
+
+    def need(weight: str, stage: str) -> None:
+        needed.setdefault(weight, []).append(stage)
+
+    sd = "sd-1.5" if plan.sd["model"] == DEFAULT_SD_MODEL else f"hf:{plan.sd['model']}@{plan.sd.get('revision')}"
+    if any(row.method == EMOGEN for row in rows):
+        for key, artifact in OFFICIAL_EMOGEN_ARTIFACTS.items():
+            if plan.emogen[key] == OFFICIAL:
+                need(artifact, f"{PLAN_OWNER}/emogen-inputs")
+    protocol = get_protocol(plan.protocol)
+    extractors = {name for metric in protocol.metrics for name in metric_extractors(metric, protocol.name)}
+    for row in rows:
+        for stage in (*(("train",) if "train" in row.cost else ()), "generate"):
+            need(sd, f"{row.id}/{stage}")
+        if row.method == "caption-sd" and "train" in row.cost:
+            settings = {**row.train}
+            captions = resolve_path(workdir, settings["captions"]) if settings.get("captions") else None
+            if captions is None or not captions.is_file():
+                from baselines.captions import BLIP2_MODEL, BLIP2_REVISION
+
+                model = settings.get("captioner", BLIP2_MODEL)
+                revision = settings.get("captioner_revision", BLIP2_REVISION)
+                need(f"hf:{model}@{revision}", f"{row.id}/train")
+        for artifact in sorted({a for name in extractors for a in ARTIFACTS_BY_EXTRACTOR[name]}):
+            need(artifact, f"{row.id}/evaluate")
+    return needed
+
+
+def _hf_present(spec: str) -> bool:
+    """Whether ``hf:<repo or folder>@<revision>`` is a local folder or a complete snapshot in the Hugging Face cache."""
+    name, _, revision = spec.removeprefix("hf:").rpartition("@")
+    if Path(name).is_dir():
+        return True
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot_download(name, revision=None if revision in ("", "None") else revision, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return False
+    return True
+
+
+def missing_weights(plan: Plan, rows: Sequence[PlanRow], workdir: Path) -> list[str]:
+    """One line per weight that a stage will load and that is not here (nothing is downloaded or hashed)."""
+    from emogen_bench.weights import open_store
+
+    store = open_store()
+    lines = []
+    for weight, stages in needed_weights(plan, rows, workdir).items():
+        present = _hf_present(weight) if weight.startswith("hf:") else store.is_present(weight)
+        if not present:
+            fetch = "download it into the Hugging Face cache" if weight.startswith("hf:") else (
+                f"`emogen-bench weights fetch {weight}`")  # fmt: skip
+            lines.append(f"{weight} (loaded by {', '.join(stages)}): not here; {fetch}")
+    return lines
+
+
 def describe(plan: Plan, statuses: Sequence[StageStatus], missing: Sequence[str] = ()) -> list[str]:
     """The dry run's report: the plan, then each stage with what would happen and its expected GPU hours."""
     size = "TINY (smoke models, CPU)" if plan.tiny else "full size"
@@ -969,8 +1044,12 @@ def dry_run_report(plan: Plan, workdir: str | Path, *, rows: Sequence[str] | Non
     """What :func:`run_plan` would do, stage by stage, with the GPU hours each is expected to take; writes nothing."""
     workdir = Path(workdir)
     _check_workdir(workdir, plan.tiny)
-    statuses = plan_statuses(plan, select_rows(plan, rows), workdir)
-    return describe(plan, statuses, missing_data(plan, workdir))
+    selected = select_rows(plan, rows)
+    statuses = plan_statuses(plan, selected, workdir)
+    absent = missing_weights(plan, selected, workdir)
+    return describe(plan, statuses, missing_data(plan, workdir)) + [
+        f"missing weight (needed before a real run): {line}" for line in absent
+    ]
 
 
 def plan_statuses(plan: Plan, rows: Sequence[PlanRow], workdir: Path) -> list[StageStatus]:
@@ -1010,6 +1089,12 @@ def run_plan(
         return RunSummary((), (), "\n".join(lines) + "\n", {})
     _check_workdir(workdir, plan.tiny)
     _check_data(plan, workdir)
+    absent = missing_weights(plan, selected, workdir)
+    if absent:  # before any stage runs: a missing file would otherwise surface hours into the plan
+        raise WeightsError(
+            f"{plan.path}: {len(absent)} weight(s) that the plan's stages load are missing (nothing was run):\n  "
+            + "\n  ".join(absent)
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / "regenerate.json").exists():
         document = {"format": WORKDIR_FORMAT, "version": FORMAT_VERSION, "tiny": plan.tiny, "created": _now()}

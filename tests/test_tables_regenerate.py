@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from emogen_bench.errors import UsageError
+from emogen_bench.errors import ExitCode, UsageError, WeightsError
 from emogen_bench.protocols import PAPER_CODE, PROTOCOLS
 from emogen_bench.submission import validate_submission
 from leaderboard import regenerate
@@ -366,3 +366,24 @@ def test_a_crash_in_one_stage_leaves_no_marker_and_a_rerun_resumes_it(
                                show_progress=False).valid  # fmt: skip
     markdown = (work / "tables" / "smoke-smoke.md").read_text()
     assert "| textual-inversion | Textual Inversion [SMOKE] | — / 50.51 |" in markdown  # not run: no value
+
+
+def test_every_weight_the_stages_load_is_checked_before_anything_runs(tmp_path: Path) -> None:
+    plan = load_plan(PLANS / "supplement.toml")
+    work = tmp_path / "work"
+    report = "\n".join(dry_run_report(plan, work))
+    for weight in ("sd-1.5", "inception-fid", "resnet50-places365", "hf:Salesforce/blip2-opt-2.7b"):
+        assert f"missing weight (needed before a real run): {weight}" in report, weight
+    (tmp_path / "emoset").mkdir()  # the data is here: only the weights stop the real run
+    (tmp_path / "index").mkdir()
+    (tmp_path / "reference.npz").write_bytes(b"statistics")
+    plan = regenerate.with_data_paths(
+        plan, str(tmp_path / "emoset"), str(tmp_path / "index"), str(tmp_path / "reference.npz")
+    )
+    with pytest.raises(WeightsError) as caught:
+        run_plan(plan, work, show_progress=False, log=lambda line: None)
+    message = str(caught.value)
+    assert "nothing was run" in message and "emogen-bench weights fetch resnet50-places365" in message
+    assert "sd-caption-finetune/train" in message and "hf:Salesforce/blip2-opt-2.7b" in message
+    assert not work.exists()  # no stage ran, not even the work folder was made
+    assert caught.value.exit_code == ExitCode.WEIGHTS
