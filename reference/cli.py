@@ -317,6 +317,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stage1.add_argument("--device", default=s1["device"])
     stage1.add_argument("--num-workers", type=int, default=s1["num_workers"])
     stage1.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
+    stage1.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=s1["mixed_precision"],
+                        help="autocast the forward (accelerate); under accelerate launch / torchrun each process "
+                             "trains on its share of every epoch (effective batch = batch size x processes)")
     _common(stage1)
     stage1.set_defaults(handler=run_stage1)
 
@@ -452,7 +455,7 @@ def run_stage1(args: argparse.Namespace) -> int:
     config = Stage1Config(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, trunk=args.trunk,
         pretrained=not args.no_pretrained, steps_per_epoch=args.steps_per_epoch, seed=args.seed, device=args.device,
-        num_workers=args.num_workers, show_progress=not args.quiet,
+        num_workers=args.num_workers, show_progress=not args.quiet, mixed_precision=args.mixed_precision,
     )  # fmt: skip
     result = train_stage1(config, args.index, args.emoset_root, args.out, resume=args.resume)
     _say(args, result.to_dict(), [

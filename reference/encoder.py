@@ -18,6 +18,7 @@ continues exactly as an uninterrupted one (bitwise on CPU).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -179,8 +180,11 @@ class Stage1Config:
     num_workers: int = 4
     eval_batch_size: int = 64
     show_progress: bool = True
+    mixed_precision: str = "no"
 
     def __post_init__(self) -> None:
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise UsageError(f"stage 1: mixed_precision {self.mixed_precision!r}: expected no, fp16 or bf16")
         if self.trunk not in TRUNKS:
             raise UsageError(f"unknown trunk {self.trunk!r}; expected one of {', '.join(TRUNKS)}")
         if self.optimizer not in OPTIMIZERS:
@@ -233,13 +237,22 @@ def make_optimizer(model: nn.Module, config: Stage1Config) -> torch.optim.Optimi
 
 
 def stage1_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor
+    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+    accelerator: Any = None,
 ) -> tuple[float, int]:
-    """One optimisation step of the cross-entropy; returns (loss, number of correct predictions) of the batch."""
-    logits = model(images)
-    loss = F.cross_entropy(logits, labels)
+    """One optimisation step of the cross-entropy; returns (loss, number of correct predictions) of the batch.
+
+    With an ``accelerate.Accelerator`` the forward runs under its autocast (mixed precision) and the
+    backward through it (gradients averaged over processes).
+    """
+    with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
+        logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if accelerator is not None:
+        accelerator.backward(loss)
+    else:
+        loss.backward()
     optimizer.step()
     return float(loss.detach()), int((logits.detach().argmax(dim=1) == labels).sum())
 
@@ -380,9 +393,23 @@ def _check_resumable(saved: Mapping[str, Any], config: Stage1Config, path: Path)
 
 
 def _loader(
-    dataset: EmoSetImages, config: Stage1Config, device: torch.device, *, generator: torch.Generator | None
+    dataset: EmoSetImages,
+    config: Stage1Config,
+    device: torch.device,
+    *,
+    generator: torch.Generator | None,
+    process: int = 0,
+    processes: int = 1,
 ) -> DataLoader:
     training = generator is not None
+    if training and processes > 1:  # one seeded permutation, every process its interleaved, equally long share
+        order = torch.randperm(len(dataset), generator=generator).tolist()
+        share = -(-len(order) // processes)
+        order = (order * 2)[: share * processes]  # wrapped so every process takes the same number of steps
+        return DataLoader(
+            dataset, batch_size=config.batch_size, sampler=order[process::processes], num_workers=config.num_workers,
+            pin_memory=device.type == "cuda",
+        )  # fmt: skip
     return DataLoader(
         dataset,
         batch_size=config.batch_size if training else config.eval_batch_size,
@@ -414,11 +441,17 @@ def train_stage1(
     splits = {split: split_rows(rows, split) for split in ("train", "val", "test")}
     if not splits["train"]:
         raise DataError(f"{index_dir}: the index has no train rows; stage 1 needs EmoSet's train split")
+    from accelerate import Accelerator
+
     device = resolve_device(config.device)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=device.type == "cpu")
+    device = accelerator.device if accelerator.num_processes > 1 else device
     checkpoint = _check_out_dir(out_dir, resume)
     if checkpoint is not None:
         _check_resumable(checkpoint["config"], config, out_dir / LAST_CHECKPOINT)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()  # every process has checked the folder before the first one writes to it
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
     train_set = EmoSetImages(
         splits["train"], emoset_root, encoder_transform(config.augment, resize=config.resize, crop=config.crop)
     )
@@ -435,16 +468,25 @@ def train_stage1(
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             history, best = list(checkpoint["history"]), dict(checkpoint["best"])
+        model, optimizer = accelerator.prepare(model, optimizer)
         for epoch in range(len(history), config.epochs):
-            history.append(_train_epoch(model, optimizer, train_set, eval_sets["val"], config, device, epoch))
+            history.append(_train_epoch(model, optimizer, train_set, eval_sets["val"], config, device, epoch,
+                                        accelerator))  # fmt: skip
             val_accuracy = history[-1]["val_accuracy"]
             improved = best["val_accuracy"] is None or (
                 val_accuracy is not None and val_accuracy > best["val_accuracy"]
             )
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION, "config": asdict(config)}
+            state = {k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+            meta = {
+                "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION, "config": asdict(config),
+                "processes": accelerator.num_processes,
+                "effective_batch_size": config.batch_size * accelerator.num_processes,
+            }  # fmt: skip
             if improved or val_accuracy is None:
                 best = {"epoch": epoch + 1, "val_accuracy": val_accuracy}
+            if not accelerator.is_main_process:
+                continue  # one process writes the checkpoints and the log
+            if best["epoch"] == epoch + 1:
                 _save_torch(
                     {**meta, "kind": "best", "epoch": epoch + 1, "model": state, "best": best},
                     out_dir / BEST_CHECKPOINT,
@@ -455,6 +497,7 @@ def train_stage1(
                 out_dir / LAST_CHECKPOINT,
             )  # fmt: skip
             write_atomic(out_dir / LOG_FILE, "".join(json.dumps(entry, allow_nan=False) + "\n" for entry in history))
+    accelerator.wait_for_everyone()  # the checkpoints are written before any process reads them
     best_model = load_encoder(out_dir / BEST_CHECKPOINT).to(device)
     test_accuracy = None
     if len(eval_sets["test"]):
@@ -473,7 +516,8 @@ def train_stage1(
         index_digest=index_digest(rows),
         extra={"rows": {split: len(split_rows_) for split, split_rows_ in splits.items()}},
     )
-    write_json_atomic(out_dir / RESULT_FILE, result.to_dict())
+    if accelerator.is_main_process:
+        write_json_atomic(out_dir / RESULT_FILE, result.to_dict())
     return result
 
 
@@ -485,30 +529,39 @@ def _train_epoch(
     config: Stage1Config,
     device: torch.device,
     epoch: int,
+    accelerator: Any = None,
 ) -> dict[str, Any]:
-    """One epoch of training then validation; returns its log entry."""
+    """One epoch of training then validation; returns its log entry (loss and accuracy over every process)."""
     seed = epoch_seed(config.seed, epoch)
     torch.manual_seed(seed)
-    loader = _loader(train_set, config, device, generator=torch.Generator().manual_seed(seed))
+    process = accelerator.process_index if accelerator is not None else 0
+    processes = accelerator.num_processes if accelerator is not None else 1
+    loader = _loader(train_set, config, device, generator=torch.Generator().manual_seed(seed), process=process,
+                     processes=processes)  # fmt: skip
     steps = len(loader) if config.steps_per_epoch is None else min(len(loader), config.steps_per_epoch)
     model.train()
     started = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(loader, total=steps, desc=f"stage 1 epoch {epoch + 1}/{config.epochs}", disable=not config.show_progress,
-               leave=False, dynamic_ncols=True)  # fmt: skip
+    main = accelerator is None or accelerator.is_local_main_process
+    bar = tqdm(loader, total=steps, desc=f"stage 1 epoch {epoch + 1}/{config.epochs}",
+               disable=not (config.show_progress and main), leave=False, dynamic_ncols=True)  # fmt: skip
     for step, (images, labels, _) in enumerate(bar):
         if step >= steps:
             break
-        loss, batch_correct = stage1_step(model, optimizer, images.to(device), labels.to(device))
+        loss, batch_correct = stage1_step(model, optimizer, images.to(device), labels.to(device), accelerator)
         total_loss += loss * len(labels)
         correct += batch_correct
         seen += len(labels)
         bar.set_postfix(loss=f"{loss:.4f}")
     bar.close()
+    if processes > 1:  # the epoch's loss and accuracy over every process's images
+        totals = accelerator.reduce(torch.tensor([total_loss, correct, seen], dtype=torch.float64, device=device))
+        total_loss, correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
     val_accuracy = None
-    if len(val_set):
-        logits, labels = predict(model, _loader(val_set, config, device, generator=None), device,
-                                 show_progress=config.show_progress)  # fmt: skip
+    if len(val_set):  # every process evaluates the whole val split with the same weights: the same number
+        evaluated = accelerator.unwrap_model(model) if accelerator is not None else model
+        logits, labels = predict(evaluated, _loader(val_set, config, device, generator=None), device,
+                                 show_progress=config.show_progress and main)  # fmt: skip
         val_accuracy = accuracy(logits, labels)
     return {
         "epoch": epoch + 1,

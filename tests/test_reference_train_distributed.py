@@ -1,4 +1,4 @@
-"""Stage 2 under a real ``torchrun`` (2 CPU processes, gloo through accelerate): every rank ends well.
+"""Stages 1 and 2 under a real ``torchrun`` (2 CPU processes, gloo through accelerate): every rank ends well.
 
 One process writes the run folder, the log and the checkpoints; every rank
 returns the same final checkpoint and exits 0; the checkpoint records the
@@ -22,8 +22,8 @@ TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or sh
 WORKER = Path(__file__).parent / "stage2_worker.py"
 
 
-def _launch(processes: int, *args: str) -> list[dict]:
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), str(WORKER), *args]
+def _launch(processes: int, *args: str, worker: Path = WORKER) -> list[dict]:
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), str(worker), *args]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600, check=False)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -48,3 +48,26 @@ def test_two_processes_train_checkpoint_and_resume_with_one(tmp_path: Path) -> N
     config = json.loads((out / "checkpoint-5" / "config.json").read_text(encoding="utf-8"))
     assert config["processes"] == 1 and config["step"] == 5
     assert [json.loads(line)["step"] for line in (out / "loss.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
+def test_stage1_on_two_processes_writes_once_and_resumes_on_one(tmp_path: Path) -> None:
+    import torch
+    from fake_emoset import make_fake_emoset
+
+    from emogen_bench.data import prepare_emoset
+
+    make_fake_emoset(tmp_path / "emoset", per_split={"train": 3, "val": 1, "test": 1}, edge_cases=False, image_size=32)
+    prepare_emoset(tmp_path / "emoset", tmp_path / "index", show_progress=False)
+    worker = Path(__file__).parent / "stage1_worker.py"
+    args = [str(tmp_path / "index"), str(tmp_path / "emoset"), str(tmp_path / "run")]
+    ranks = _launch(2, *args, "2", worker=worker)
+    assert sorted(r["rank"] for r in ranks) == [0, 1] and len({json.dumps(r | {"rank": 0}) for r in ranks}) == 1
+    last = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["processes"] == 2 and last["effective_batch_size"] == 8 and last["epoch"] == 2
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert all(entry["steps"] == 3 for entry in last["history"])  # 24 images, 2 processes x 4: 3 steps each
+    resumed = _launch(1, *args, "3", "--resume", worker=worker)
+    assert resumed[0]["epochs"] == 3
+    last = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["processes"] == 1 and [entry["epoch"] for entry in last["history"]] == [1, 2, 3]
