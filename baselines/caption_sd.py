@@ -72,6 +72,7 @@ class CaptionSDSettings:
     seed: int = 0
     max_steps: int | None = None
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool = False
     show_progress: bool = True
     steps: int = 15_000
     learning_rate: float = 1e-5

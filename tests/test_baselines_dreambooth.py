@@ -252,3 +252,20 @@ def test_resume_after_interruption_trains_the_same_weights(emoset, tmp_path: Pat
         assert not list((split / emotion).glob("checkpoint-*"))
     with pytest.raises(UsageError, match="no fine-tuned weights"):
         DreamBooth().generate(GENERATE, whole, tmp_path / "sub", components=tiny_sd_components(0))
+
+
+def test_gradient_checkpointing_trains_the_same_weights_and_is_switched_off_after(emoset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    index_dir, root = emoset
+    runs = {}
+    for flag in (False, True):
+        parts = tiny_sd_components(0)
+        settings = {**TRAIN, "max_steps": 2, "emotions": ["awe"], "gradient_checkpointing": flag}
+        runs[flag] = DreamBooth().train(settings, index_dir, root, tmp_path / f"run-{flag}", components=parts)
+        assert not parts.unet.is_gradient_checkpointing  # the caller's U-Net is left as it was
+    trained = {}
+    for flag, run in runs.items():
+        fresh = tiny_sd_components(0)
+        load_weights_into(fresh.unet, run / "awe" / "unet")
+        trained[flag] = _state(fresh.unet)
+    # recomputing the activations in the backward pass repeats the same float operations
+    assert all(torch.equal(trained[False][k], trained[True][k]) for k in trained[False])
