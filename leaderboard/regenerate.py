@@ -85,6 +85,23 @@ class PlanRow:
     generate: Mapping[str, Any]
     published: str | None
     cost: Mapping[str, float]
+    resources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _read_resources(reader: _Reader) -> dict[str, Any]:
+    """A ``[resources]`` table: partition/account/time/mem text, cpus an integer, gpus a table stage -> count."""
+    reader.refuse_unknown(_RESOURCE_KEYS)
+    resources: dict[str, Any] = {}
+    for key in ("partition", "account", "time", "mem"):
+        if key in reader.table:
+            resources[key] = reader.get(key, str)
+    if "cpus" in reader.table:
+        resources["cpus"] = int(_non_negative(reader, "cpus"))
+    if "gpus" in reader.table:
+        gpus = reader.table_at("gpus")
+        gpus.refuse_unknown(("data", "emogen-inputs", *ROW_STAGES))
+        resources["gpus"] = {stage: int(_non_negative(gpus, stage)) for stage in gpus.table}
+    return resources
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,7 @@ class Plan:
     costs: Mapping[str, float]
     tables: Mapping[str, str]
     rows: tuple[PlanRow, ...]
+    resources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def row(self, row_id: str) -> PlanRow:
         return next(row for row in self.rows if row.id == row_id)
@@ -186,9 +204,11 @@ def _kind_names(kinds: type | tuple[type, ...]) -> str:
 
 _PLAN_KEYS = (
     "name", "title", "protocol", "per_emotion", "seed", "tiny", "emoset", "index", "reference", "published", "sd",
-    "evaluate", "emogen", "costs", "tables", "rows",
+    "evaluate", "emogen", "costs", "tables", "rows", "resources",
 )  # fmt: skip
-_ROW_KEYS = ("id", "label", "method", "tables", "train", "generate", "published", "cost")
+_ROW_KEYS = ("id", "label", "method", "tables", "train", "generate", "published", "cost", "resources")
+#: What a Slurm job of a stage asks for (``[resources]`` of a plan, ``resources`` of a row); ``gpus`` per stage name.
+_RESOURCE_KEYS = ("partition", "account", "time", "mem", "cpus", "gpus")
 _EMOGEN_KEYS = ("encoder", "space", "confidence", "prep")
 _PREP_KEYS = ("stage1_steps", "stage1_batch", "encoder_size", "confidence_epochs")
 _PLAN_COSTS = ("data", "emogen_inputs")
@@ -246,8 +266,9 @@ def _read_row(path: Path, raw: Any, number: int, tables: Mapping[str, str], meth
     stages = [stage for stage in ROW_STAGES if stage != "entry" and (stage != "train" or _trains(method))]
     cost_reader.refuse_unknown(stages)
     cost = {stage: _non_negative(cost_reader, stage) for stage in stages}
+    resources = _read_resources(reader.table_at("resources")) if "resources" in raw else {}
     return PlanRow(row_id, reader.get("label", str), method, tuple(in_tables), settings["train"],
-                   settings["generate"], published, cost)  # fmt: skip
+                   settings["generate"], published, cost, resources)  # fmt: skip
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -359,6 +380,7 @@ def load_plan(path: str | Path) -> Plan:
         tiny=tiny, emoset=emoset, index=index, reference=reference,
         published=(path.parent / published) if published is not None else None, sd=sd_settings, evaluate=evaluate,
         emogen=emogen, costs=costs, tables=tables, rows=rows,
+        resources=_read_resources(top.table_at("resources")) if "resources" in document else {},
     )  # fmt: skip
 
 
@@ -1068,28 +1090,44 @@ def plan_statuses(plan: Plan, rows: Sequence[PlanRow], workdir: Path) -> list[St
     return statuses
 
 
-def run_plan(
-    plan: Plan,
-    workdir: str | Path,
-    *,
-    dry_run: bool = False,
-    rows: Sequence[str] | None = None,
-    show_progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> RunSummary:
-    """Run every stage of the plan's rows that is not complete, then render the tables into ``workdir/tables``.
+def run_one_stage(
+    plan: Plan, workdir: str | Path, key: str, *, show_progress: bool = True, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run the stage ``key`` (``<row>/<stage>`` or ``_plan/<stage>``) unless it is complete; returns its marker.
 
-    Idempotent: a second run with the same plan runs no stage and writes no file. Resumable: a stage
-    that crashed is resumed or restarted (module docstring). ``dry_run`` only reports (see :func:`dry_run_report`).
+    What a cluster job runs (``tables run-stage``): the stages it reads from must be complete (their
+    markers are read for their outputs), so a scheduler runs it after them.
     """
     workdir = Path(workdir)
-    selected = select_rows(plan, rows)
-    if dry_run:
-        lines = dry_run_report(plan, workdir, rows=rows)
-        return RunSummary((), (), "\n".join(lines) + "\n", {})
+    stages = {stage.key: stage for stage in plan_stages(plan, plan.rows, workdir)}
+    if key not in stages:
+        raise UsageError(f"{plan.path}: no stage {key!r}; the stages are: {', '.join(stages)}")
+    stage = stages[key]
+    ctx = Context(plan, workdir, show_progress, log)
+    run_ids: dict[str, str | None] = {}
+    for owner, name in stage.upstream:
+        marker = read_marker(workdir, owner, name)
+        if marker is None:
+            raise UsageError(f"stage {key} reads {owner}/{name}, which is not complete in {workdir}; run it first")
+        run_ids[f"{owner}/{name}"] = marker["run_id"]
+        ctx.upstream[f"{owner}/{name}"] = {
+            **marker.get("values", {}),
+            **{name_: str(workdir / relative) for name_, relative in marker.get("paths", {}).items()},
+        }
+    status, digest = _status(workdir, stage, run_ids)
+    marker = read_marker(workdir, stage.owner, stage.name)
+    if status.action == "skip" and marker is not None:
+        log(f"skip   {stage.key} (complete)")
+        return marker
+    log(f"{status.action:<6} {stage.key} ({status.reason})")
+    return _run_stage(ctx, stage, digest or "", resume=status.action == "resume")
+
+
+def prepare_workdir(plan: Plan, workdir: Path, rows: Sequence[PlanRow]) -> None:
+    """Everything checked before any stage runs (work folder, data, weights), then the work folder made."""
     _check_workdir(workdir, plan.tiny)
     _check_data(plan, workdir)
-    absent = missing_weights(plan, selected, workdir)
+    absent = missing_weights(plan, rows, workdir)
     if absent:  # before any stage runs: a missing file would otherwise surface hours into the plan
         raise WeightsError(
             f"{plan.path}: {len(absent)} weight(s) that the plan's stages load are missing (nothing was run):\n  "
@@ -1099,6 +1137,48 @@ def run_plan(
     if not (workdir / "regenerate.json").exists():
         document = {"format": WORKDIR_FORMAT, "version": FORMAT_VERSION, "tiny": plan.tiny, "created": _now()}
         write_json_atomic(workdir / "regenerate.json", document, overwrite=False)
+
+
+#: How ``tables regenerate`` runs the stages: in this process, or as Slurm jobs (:mod:`leaderboard.slurm`).
+EXECUTORS = ("local", "slurm")
+
+
+def run_plan(
+    plan: Plan,
+    workdir: str | Path,
+    *,
+    dry_run: bool = False,
+    rows: Sequence[str] | None = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+    executor: str = "local",
+    slots: Sequence[str] | None = None,
+) -> RunSummary:
+    """Run every stage of the plan's rows that is not complete, then render the tables into ``workdir/tables``.
+
+    Idempotent: a second run with the same plan runs no stage and writes no file. Resumable: a stage
+    that crashed is resumed or restarted (module docstring). ``dry_run`` only reports (see :func:`dry_run_report`).
+    ``executor="slurm"`` submits each stage as a Slurm job instead (:func:`leaderboard.slurm.run_on_slurm`).
+    Locally, ``slots`` (default: one per visible GPU, a single one without GPUs) run independent stages at
+    once as separate processes (:func:`leaderboard.parallel.run_in_parallel`); one slot runs them here, in turn.
+    """
+    workdir = Path(workdir)
+    selected = select_rows(plan, rows)
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
+    if executor == "slurm":
+        from leaderboard.slurm import run_on_slurm
+
+        return run_on_slurm(plan, workdir, selected, dry_run=dry_run, log=log)
+    if dry_run:
+        lines = dry_run_report(plan, workdir, rows=rows)
+        return RunSummary((), (), "\n".join(lines) + "\n", {})
+    from leaderboard.parallel import default_slots, run_in_parallel
+
+    slots = list(default_slots() if slots is None else slots)
+    if len(slots) > 1:
+        return run_in_parallel(plan, workdir, selected, slots, log=log)
+    prepare_workdir(plan, workdir, selected)
     ctx = Context(plan, workdir, show_progress, log)
     run_ids: dict[str, str | None] = {}
     statuses, ran = [], []
@@ -1321,8 +1401,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     regenerate.add_argument(
         "--reference-stats", metavar="FILE", default=None, help="override the plan's reference statistics path"
     )
+    regenerate.add_argument(
+        "--executor", choices=EXECUTORS, default="local",
+        help="local (default): every stage in this process, one after the other; slurm: every stage a Slurm job "
+             "(afterok dependencies, the plan's [resources]), this process waits and writes the tables",
+    )  # fmt: skip
+    regenerate.add_argument(
+        "--slots", type=int, default=None, metavar="N",
+        help="local executor: run up to N independent stages at once, each its own process on its own GPU "
+             "(default: one per GPU in CUDA_VISIBLE_DEVICES; without GPUs one stage at a time, or N CPU slots)",
+    )  # fmt: skip
     regenerate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     regenerate.set_defaults(handler=run_regenerate_command)
+    one = commands.add_parser(
+        "run-stage",
+        help="run one stage of a plan (what a Slurm job of `regenerate --executor slurm` runs)",
+        description="Run the stage KEY (<row>/<stage> or _plan/<stage>) of PLAN in --workdir unless it is complete; "
+                    "the stages it reads from must be complete.",
+    )  # fmt: skip
+    one.add_argument("plan", type=Path, metavar="PLAN")
+    one.add_argument("--workdir", type=Path, required=True, metavar="W")
+    one.add_argument("--stage", required=True, metavar="KEY")
+    one.add_argument("--emoset", metavar="DIR", default=None)
+    one.add_argument("--index", metavar="DIR", default=None)
+    one.add_argument("--reference-stats", metavar="FILE", default=None)
+    one.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    one.set_defaults(handler=run_stage_command)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -1339,10 +1443,23 @@ def with_data_paths(plan: Plan, emoset: str | None, index: str | None, reference
     return dataclasses.replace(plan, **changes)
 
 
+def run_stage_command(args: argparse.Namespace) -> int:
+    plan = with_data_paths(load_plan(args.plan), args.emoset, args.index, args.reference_stats)
+    run_one_stage(plan, args.workdir, args.stage, show_progress=not args.quiet)
+    return int(ExitCode.OK)
+
+
 def run_regenerate_command(args: argparse.Namespace) -> int:
     plan = with_data_paths(load_plan(args.plan), args.emoset, args.index, args.reference_stats)
     rows = [part.strip() for part in args.rows.split(",") if part.strip()] if args.rows else None
+    slots = None
+    if args.slots is not None:
+        from leaderboard.parallel import cpu_slots, default_slots
+
+        gpus = default_slots()
+        slots = cpu_slots(args.slots) if gpus == ["cpu"] else gpus[: max(args.slots, 1)]
     summary = run_plan(plan, args.workdir, dry_run=args.dry_run, rows=rows, show_progress=not args.quiet,
+                       executor=args.executor, slots=slots,
                        log=lambda line: print(line, file=sys.stderr))  # fmt: skip
     sys.stdout.write(summary.markdown)
     if not args.dry_run:

@@ -1,0 +1,131 @@
+"""``tables regenerate --slots N`` (or one slot per GPU): independent stages run at once on one machine.
+
+Each stage that is not complete runs as its own process, ``python -m emogen_bench tables run-stage``
+(:func:`leaderboard.regenerate.run_one_stage`), as soon as the stages it reads from are complete and
+a slot is free.  A slot is a GPU (the process sees only it, through ``CUDA_VISIBLE_DEVICES``) or, on
+a machine without one, a CPU slot.  A failed stage's log is named and what depends on it is not
+started; the stages that did finish keep their markers, so the same command resumes.  Logs go to
+``W/logs/<row>-<stage>.log``; the tables are written from the markers, as the in-process loop does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from emogen_bench.errors import BenchError, UsageError
+from leaderboard.regenerate import (
+    Plan,
+    PlanRow,
+    RunSummary,
+    Stage,
+    plan_statuses,
+    prepare_workdir,
+    read_marker,
+    write_tables,
+)
+
+#: Seconds between two looks at the running stages.
+POLL_SECONDS = 0.5
+
+
+class StageFailed(BenchError):
+    """A stage's process ended without completing the stage."""
+
+
+def default_slots() -> list[str]:
+    """One slot per GPU this process may use (``CUDA_VISIBLE_DEVICES`` order), or one CPU slot without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ["cpu"]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        return [device.strip() for device in visible.split(",") if device.strip()]
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def cpu_slots(count: int) -> list[str]:
+    """``count`` CPU slots (``--slots N`` on a machine without GPUs, e.g. to run light stages side by side)."""
+    if count < 1:
+        raise UsageError(f"--slots {count}: expected at least 1")
+    return [f"cpu{index}" for index in range(count)]
+
+
+def _command(plan: Plan, workdir: Path, stage: Stage) -> list[str]:
+    command = [sys.executable, "-m", "emogen_bench", "tables", "run-stage", str(plan.path.resolve()), "--workdir",
+               str(workdir.resolve()), "--stage", stage.key, "--quiet"]  # fmt: skip
+    if not plan.tiny:
+        command += ["--emoset", plan.emoset, "--index", plan.index, "--reference-stats", plan.reference]
+    return command
+
+
+def run_in_parallel(
+    plan: Plan,
+    workdir: Path,
+    rows: Sequence[PlanRow],
+    slots: Sequence[str],
+    *,
+    log: Callable[[str], None] = print,
+    poll: float = POLL_SECONDS,
+) -> RunSummary:
+    """Run the incomplete stages of ``rows`` as processes, at most one per slot, each after its upstream stages."""
+    prepare_workdir(plan, workdir, rows)
+    (workdir / "logs").mkdir(exist_ok=True)
+    statuses = plan_statuses(plan, rows, workdir)
+    done = {status.stage.key for status in statuses if status.action == "skip"}
+    for key in sorted(done):
+        log(f"skip   {key} (complete)")
+    waiting = [status.stage for status in statuses if status.action != "skip"]
+    free = list(slots)
+    running: dict[str, tuple[subprocess.Popen[bytes], str, Path]] = {}
+    failed: list[str] = []
+    ran: list[str] = []
+    while waiting or running:
+        blocked = {s.key for s in waiting if any(f"{o}/{n}" in failed for o, n in s.upstream)}
+        waiting = [s for s in waiting if s.key not in blocked]
+        failed.extend(sorted(blocked))
+        for stage in list(waiting):
+            if not free:
+                break
+            if any(f"{o}/{n}" not in done for o, n in stage.upstream):
+                continue
+            slot = free.pop(0)
+            environment = dict(os.environ)
+            if not slot.startswith("cpu"):
+                environment["CUDA_VISIBLE_DEVICES"] = slot
+            path = workdir / "logs" / f"{stage.owner}-{stage.name}.log"
+            with open(path, "ab") as handle:
+                process = subprocess.Popen(_command(plan, workdir, stage), stdout=handle, stderr=subprocess.STDOUT,
+                                           env=environment)  # fmt: skip
+            running[stage.key] = (process, slot, path)
+            waiting.remove(stage)
+            log(f"start  {stage.key} on {slot if not slot.startswith('cpu') else 'the CPU'}")
+        if running and not any(process.poll() is not None for process, _, _ in running.values()):
+            time.sleep(poll)
+        for key, (process, slot, path) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[key]
+            free.append(slot)
+            if process.returncode == 0 and read_marker(workdir, *key.split("/", 1)) is not None:
+                done.add(key)
+                ran.append(key)
+                log(f"done   {key}")
+            else:
+                failed.append(key)
+                log(f"FAILED {key} (exit {process.returncode}; log {path})")
+        if not running and waiting and all(any(f"{o}/{n}" not in done for o, n in s.upstream) for s in waiting):
+            failed.extend(s.key for s in waiting)  # upstream never completed (nothing left to run it)
+            waiting = []
+    if failed:
+        raise StageFailed(
+            f"{len(failed)} stage(s) did not complete: {', '.join(failed)}; the logs are in {workdir / 'logs'}. Fix "
+            "the cause and run the same command again: complete stages are skipped"
+        )
+    markdown, outputs = write_tables(plan, workdir)
+    return RunSummary(tuple(statuses), tuple(ran), markdown, outputs)

@@ -1,0 +1,88 @@
+"""The executors of ``tables regenerate`` give the tables of the in-process loop.
+
+- Slots (``--slots 2`` on this CPU machine): independent stages of the smoke plan run at once, each its own
+  ``tables run-stage`` process.
+- Slurm, on a real one-node Slurm (``.ci/slurm-up start``): every stage its own job, chained with
+  ``afterok``; a second run submits nothing.
+
+Slow (one process per stage, about 50): ``pytest -m slow``; CI runs them after starting Slurm, with
+``EMOGEN_BENCH_REQUIRE_SLURM=1`` so that a Slurm that did not come up fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leaderboard.parallel import cpu_slots
+from leaderboard.regenerate import RunSummary, load_plan, run_plan
+
+pytestmark = pytest.mark.slow
+PLAN = Path(__file__).resolve().parents[1] / "leaderboard" / "plans" / "smoke.toml"
+
+
+def _slurm_ready() -> str | None:
+    """None when sbatch works here, else why not."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return "Slurm is not installed (run .ci/slurm-up start)"
+    states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, check=False)
+    if states.returncode != 0 or not any(s.strip() in ("idle", "mix", "alloc") for s in states.stdout.splitlines()):
+        return f"no Slurm node is up ({states.stderr.strip() or states.stdout.strip()}); run .ci/slurm-up start"
+    return None
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory: pytest.TempPathFactory) -> RunSummary:
+    """The smoke plan run by the in-process loop (one slot), the reference for every executor."""
+    return run_plan(load_plan(PLAN), tmp_path_factory.mktemp("in-process"), show_progress=False, slots=["cpu"],
+                    log=lambda line: None)  # fmt: skip
+
+
+def _same_tables(local: RunSummary, workdir: Path) -> None:
+    for suffix in ("md", "csv"):
+        table = (workdir / "tables" / local.outputs[suffix].name).read_text(encoding="utf-8")
+        assert table == local.outputs[suffix].read_text(encoding="utf-8"), suffix
+
+
+def test_two_slots_run_stages_side_by_side_and_give_the_same_tables(in_process: RunSummary, tmp_path: Path) -> None:
+    lines: list[str] = []
+    summary = run_plan(load_plan(PLAN), tmp_path / "w", show_progress=False, slots=cpu_slots(2), log=lines.append)
+    assert sorted(summary.ran) == sorted(in_process.ran)
+    _same_tables(in_process, tmp_path / "w")
+    starts = [line for line in lines if line.startswith(("start", "done"))]
+    running, most = 0, 0
+    for line in starts:  # at some moment two stages ran at once
+        running += 1 if line.startswith("start") else -1
+        most = max(most, running)
+    assert most == 2
+    again = run_plan(load_plan(PLAN), tmp_path / "w", show_progress=False, slots=cpu_slots(2), log=lines.append)
+    assert again.ran == ()
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    reason = _slurm_ready()
+    if reason is not None:
+        if os.environ.get("EMOGEN_BENCH_REQUIRE_SLURM") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def test_the_smoke_plan_on_slurm_gives_the_local_tables(slurm: None, in_process: RunSummary, tmp_path: Path) -> None:
+    local = in_process
+    command = [sys.executable, "-m", "emogen_bench", "tables", "regenerate", str(PLAN), "--workdir",
+               str(tmp_path / "slurm"), "--executor", "slurm", "--quiet"]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=3000, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stderr.count("submit ") == len(local.ran)  # one job per stage
+    _same_tables(local, tmp_path / "slurm")
+    logs = sorted((tmp_path / "slurm" / "logs").glob("*.log"))
+    assert len(logs) == len(local.ran)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0 and "submit " not in again.stderr and "skip " in again.stderr
+    assert again.stdout == completed.stdout
