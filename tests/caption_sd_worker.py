@@ -1,15 +1,15 @@
 """Caption-SD training (captioning included) in one process of a ``torchrun`` launch.
 
 ``python tests/caption_sd_worker.py INDEX EMOSET OUT CAPTIONS MAX_STEPS``: captions with the tiny BLIP-2 stand-in,
-fine-tunes the tiny SD stand-in, prints one JSON line with this rank's result (tests/test_baselines_distributed.py).
+fine-tunes the tiny SD stand-in, reports its result (torchrun_launch.report) (tests/test_baselines_distributed.py).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
+
+from torchrun_launch import report
 
 from baselines.caption_sd import CaptionSD
 from reference.sd import tiny_sd_components
@@ -20,7 +20,7 @@ def main() -> None:
     settings = {"max_steps": int(sys.argv[5]), "resolution": 32, "learning_rate": 1e-3, "captioner": "tiny-blip2",
                 "cpu": True, "captions": str(captions), "show_progress": False, "caption_batch_size": 3}  # fmt: skip
     run = CaptionSD().train(settings, index, root, out, components=tiny_sd_components(0))
-    print(json.dumps({"rank": int(os.environ.get("RANK", "0")), "run": str(run)}))
+    report({"run": str(run)})
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
 """DreamBooth training in one process of a ``torchrun`` launch (tests/test_baselines_distributed.py).
 
 ``python tests/dreambooth_worker.py INDEX EMOSET OUT MAX_STEPS [--resume]``: fine-tunes the tiny SD
-stand-in, one concept per emotion, and prints one JSON line with this rank's result.
+stand-in, one concept per emotion, and reports its result (torchrun_launch.report).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
+
+from torchrun_launch import report
 
 from baselines.dreambooth import DreamBooth
 from reference.sd import tiny_sd_components
@@ -23,7 +23,7 @@ def main() -> None:
         {**TRAIN, "max_steps": steps}, index, root, out, components=tiny_sd_components(0),
         resume="--resume" in sys.argv[5:],
     )  # fmt: skip
-    print(json.dumps({"rank": int(os.environ.get("RANK", "0")), "run": str(run)}))
+    report({"run": str(run)})
 
 
 if __name__ == "__main__":

@@ -2,13 +2,11 @@
 
 ``python tests/stage2_worker.py EMOSET OUT MAX_STEPS [--resume]``: trains the
 tiny SD stand-in on the images under EMOSET (written by the test) into OUT and
-prints one JSON line with this rank's view of the result.
+reports this rank's view of the result (torchrun_launch.report).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from test_reference_train import TABLE, VOCABULARY, TinySpace, _config, emoset_rows  # noqa: E402
+from torchrun_launch import report  # noqa: E402
 
 from reference.sd import tiny_sd_components  # noqa: E402
 from reference.train import train_stage2  # noqa: E402
@@ -28,10 +27,7 @@ def main() -> None:
     result = train_stage2(
         config, tiny_sd_components(0), TinySpace(), TABLE, VOCABULARY, emoset_rows(root), root, out
     )
-    print(json.dumps({
-        "rank": int(os.environ.get("RANK", "0")), "checkpoint": str(result.checkpoint), "steps": result.steps,
-        "threads": torch.get_num_threads(),
-    }))  # fmt: skip
+    report({"checkpoint": str(result.checkpoint), "steps": result.steps, "threads": torch.get_num_threads()})
 
 
 if __name__ == "__main__":

@@ -10,28 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from torchrun_launch import TORCHRUN, launch
 
 pytest.importorskip("diffusers")
 
 from emogen_bench.data import prepare_emoset  # noqa: E402
 from emogen_bench.task import EMOTION_NAMES  # noqa: E402
 
-TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
 HERE = Path(__file__).parent
 
 
 def _launch(processes: int, worker: str, *args: str) -> list[dict]:
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), str(HERE / worker), *args]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
-    completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600, check=False)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    return launch(processes, HERE / worker, *args)
 
 
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")

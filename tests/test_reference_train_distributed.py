@@ -9,25 +9,17 @@ parallelism changes results); a run resumes with another process count.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from test_reference_train import write_emoset
+from torchrun_launch import TORCHRUN, launch
 
-TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
 WORKER = Path(__file__).parent / "stage2_worker.py"
 
 
 def _launch(processes: int, *args: str, worker: Path = WORKER) -> list[dict]:
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), str(worker), *args]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600, check=False)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    return launch(processes, worker, *args)
 
 
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
