@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,10 +21,10 @@ from leaderboard.regenerate import (
     Plan,
     PlanRow,
     RunSummary,
-    Stage,
     plan_statuses,
     prepare_workdir,
     read_marker,
+    stage_process_command,
     write_tables,
 )
 
@@ -54,14 +53,6 @@ def cpu_slots(count: int) -> list[str]:
     if count < 1:
         raise UsageError(f"--slots {count}: expected at least 1")
     return [f"cpu{index}" for index in range(count)]
-
-
-def _command(plan: Plan, workdir: Path, stage: Stage) -> list[str]:
-    command = [sys.executable, "-m", "emogen_bench", "tables", "run-stage", str(plan.path.resolve()), "--workdir",
-               str(workdir.resolve()), "--stage", stage.key, "--quiet"]  # fmt: skip
-    if not plan.tiny:
-        command += ["--emoset", plan.emoset, "--index", plan.index, "--reference-stats", plan.reference]
-    return command
 
 
 def run_in_parallel(
@@ -100,8 +91,8 @@ def run_in_parallel(
                 environment["CUDA_VISIBLE_DEVICES"] = slot
             path = workdir / "logs" / f"{stage.owner}-{stage.name}.log"
             with open(path, "ab") as handle:
-                process = subprocess.Popen(_command(plan, workdir, stage), stdout=handle, stderr=subprocess.STDOUT,
-                                           env=environment)  # fmt: skip
+                process = subprocess.Popen(stage_process_command(plan, workdir, stage), stdout=handle,
+                                           stderr=subprocess.STDOUT, env=environment)  # fmt: skip
             running[stage.key] = (process, slot, path)
             waiting.remove(stage)
             log(f"start  {stage.key} on {slot if not slot.startswith('cpu') else 'the CPU'}")

@@ -1123,6 +1123,15 @@ def run_one_stage(
     return _run_stage(ctx, stage, digest or "", resume=status.action == "resume")
 
 
+def stage_process_command(plan: Plan, workdir: Path, stage: Stage) -> list[str]:
+    """The command line that runs one stage in its own process (what the executors start)."""
+    command = [sys.executable, "-m", "emogen_bench", "tables", "run-stage", str(plan.path.resolve()), "--workdir",
+               str(Path(workdir).resolve()), "--stage", stage.key, "--quiet"]  # fmt: skip
+    if not plan.tiny:
+        command += ["--emoset", plan.emoset, "--index", plan.index, "--reference-stats", plan.reference]
+    return command
+
+
 def prepare_workdir(plan: Plan, workdir: Path, rows: Sequence[PlanRow]) -> None:
     """Everything checked before any stage runs (work folder, data, weights), then the work folder made."""
     _check_workdir(workdir, plan.tiny)

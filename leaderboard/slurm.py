@@ -15,7 +15,6 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from leaderboard.regenerate import (
     plan_statuses,
     prepare_workdir,
     read_marker,
+    stage_process_command,
     write_tables,
 )
 
@@ -71,11 +71,7 @@ def sbatch_command(
         command.append(f"--gpus={resources['gpus']}")
     if dependencies:
         command.append("--dependency=afterok:" + ":".join(dependencies))
-    inner = [sys.executable, "-m", "emogen_bench", "tables", "run-stage", str(plan.path.resolve()), "--workdir",
-             str(workdir.resolve()), "--stage", stage.key, "--quiet"]  # fmt: skip
-    if not plan.tiny:
-        inner += ["--emoset", plan.emoset, "--index", plan.index, "--reference-stats", plan.reference]
-    command.append("--wrap=" + shlex.join(inner))
+    command.append("--wrap=" + shlex.join(stage_process_command(plan, workdir, stage)))
     return command
 
 
