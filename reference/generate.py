@@ -341,6 +341,9 @@ def _settings(metadata: SubmissionMetadata) -> dict[str, Any]:
 def check_resume(out_dir: Path, expected: SubmissionMetadata) -> None:
     """Refuse to write into ``out_dir`` unless it is new, empty, or an earlier run with the same settings.
 
+    Empty emotion folders and hidden temporary files count as empty: shards started together (torchrun,
+    a Slurm array) make the folders before one of them has moved ``submission.json`` into place.
+
     An earlier run may have had fewer images per emotion (the folder then grows), never more: a
     file this run would not write makes the submission invalid, so it is named and nothing is written.
     """
@@ -348,9 +351,10 @@ def check_resume(out_dir: Path, expected: SubmissionMetadata) -> None:
         return
     if not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file; give a new folder for the submission")
-    entries = sorted(entry.name for entry in out_dir.iterdir())
-    if not entries:
-        return
+    entries = sorted(entry.name for entry in out_dir.iterdir() if not entry.name.startswith("."))
+    if all(name in EMOTION_NAMES and (out_dir / name).is_dir() and not any((out_dir / name).iterdir())
+           for name in entries):
+        return  # new, or what a shard starting at the same time left: empty emotion folders, a temporary file
     metadata_path = out_dir / SUBMISSION.metadata_file
     if not metadata_path.is_file():
         raise UsageError(

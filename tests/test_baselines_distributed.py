@@ -120,7 +120,7 @@ def test_sharded_generation_gives_the_one_process_folder_byte_for_byte(tmp_path:
          "--out", str(tmp_path / "two")],
         capture_output=True, text=True, env=environment, timeout=600, check=False,
     )  # fmt: skip
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[:3000]  # a rank's own message comes before torchrun's summary
     assert two.stdout.count("submission:") == 1  # rank 0 reports once every rank is done
     by_hand = tmp_path / "by-hand"
     for k in (1, 0):  # --shard K/N by hand, in any order, into one folder

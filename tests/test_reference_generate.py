@@ -172,6 +172,20 @@ def test_refuses_a_folder_of_another_run_and_changes_nothing(submission, tmp_pat
     assert sorted(p.name for p in stranger.iterdir()) == ["notes.txt"]
 
 
+def test_a_folder_a_concurrent_shard_just_started_is_not_refused(tmp_path, components, mapper, space):
+    out = tmp_path / "racing"
+    for name in EMOTION_NAMES:  # another shard made the folders and is writing submission.json
+        (out / name).mkdir(parents=True)
+    (out / ".submission.json.0123456789ab.tmp").write_text("{")
+    generate_submission(SMALL, components, mapper, space, out, shard=(1, 2))
+    assert (out / "submission.json").is_file() and len(_files(out)) == 8
+    taken = tmp_path / "taken"
+    (taken / "awe").mkdir(parents=True)
+    (taken / "awe" / "mine.png").write_bytes(b"x")
+    with pytest.raises(UsageError, match="not empty"):  # a non-empty emotion folder is someone's work
+        generate_submission(SMALL, components, mapper, space, taken)
+
+
 def test_a_damaged_image_is_named_not_overwritten(submission, tmp_path, components, mapper, space):
     copy = tmp_path / "damaged"
     shutil.copytree(submission, copy)
