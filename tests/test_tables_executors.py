@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from leaderboard.parallel import cpu_slots
 from leaderboard.regenerate import RunSummary, load_plan, run_plan
+from leaderboard.regenerate.parallel import cpu_slots
 
 pytestmark = pytest.mark.slow
 PLAN = Path(__file__).resolve().parents[1] / "leaderboard" / "plans" / "smoke.toml"

@@ -21,6 +21,8 @@ from emogen_bench.submission import validate_submission
 from leaderboard import regenerate
 from leaderboard.entries import SMOKE_ENTRY_SCHEMA, entry_path
 from leaderboard.regenerate import ROW_STAGES, dry_run_report, load_plan, plan_stages, run_plan
+from leaderboard.regenerate.cli import register
+from leaderboard.regenerate.plan import with_data_paths
 
 REPO = Path(__file__).resolve().parents[1]
 PLANS = REPO / "leaderboard" / "plans"
@@ -74,7 +76,7 @@ def _stamps(root: Path, pattern: str) -> dict[str, int]:
 
 def _command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="emogen-bench")
-    regenerate.register(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return args.handler(args)
 
@@ -377,7 +379,7 @@ def test_every_weight_the_stages_load_is_checked_before_anything_runs(tmp_path: 
     (tmp_path / "emoset").mkdir()  # the data is here: only the weights stop the real run
     (tmp_path / "index").mkdir()
     (tmp_path / "reference.npz").write_bytes(b"statistics")
-    plan = regenerate.with_data_paths(
+    plan = with_data_paths(
         plan, str(tmp_path / "emoset"), str(tmp_path / "index"), str(tmp_path / "reference.npz")
     )
     with pytest.raises(WeightsError) as caught:

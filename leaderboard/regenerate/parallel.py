@@ -17,16 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from emogen_bench.errors import BenchError, UsageError
-from leaderboard.regenerate import (
-    Plan,
-    PlanRow,
-    RunSummary,
-    plan_statuses,
-    prepare_workdir,
-    read_marker,
-    stage_process_command,
-    write_tables,
-)
+from leaderboard.regenerate.checks import prepare_workdir
+from leaderboard.regenerate.comparison import write_tables
+from leaderboard.regenerate.plan import Plan, PlanRow
+from leaderboard.regenerate.run import RunSummary, stage_process_command
+from leaderboard.regenerate.stages import plan_statuses, read_marker
 
 #: Seconds between two looks at the running stages.
 POLL_SECONDS = 0.5

@@ -21,18 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from emogen_bench.errors import BenchError
-from leaderboard.regenerate import (
-    PLAN_OWNER,
-    Plan,
-    PlanRow,
-    RunSummary,
-    Stage,
-    plan_statuses,
-    prepare_workdir,
-    read_marker,
-    stage_process_command,
-    write_tables,
-)
+from leaderboard.regenerate.checks import prepare_workdir
+from leaderboard.regenerate.comparison import write_tables
+from leaderboard.regenerate.plan import PLAN_OWNER, Plan, PlanRow
+from leaderboard.regenerate.run import RunSummary, stage_process_command
+from leaderboard.regenerate.stages import Stage, plan_statuses, read_marker
 
 #: GPUs a stage asks for unless the plan says otherwise (none for a tiny plan: its models run on the CPU).
 DEFAULT_GPUS = {"train": 1, "generate": 1, "evaluate": 1}
