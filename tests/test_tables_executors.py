@@ -2,6 +2,8 @@
 
 - Slots (``--slots 2`` on this CPU machine): independent stages of the smoke plan run at once, each its own
   ``tables run-stage`` process.
+- Stages whose ``[resources]`` ask for two GPUs run on two processes (torchrun, gloo): generation and
+  evaluation give the one-process folder and numbers bit for bit; training records the process count.
 - Slurm, on a real one-node Slurm (``.ci/slurm-up start``): every stage its own job, chained with
   ``afterok``; a second run submits nothing.
 
@@ -11,6 +13,7 @@ Slow (one process per stage, about 50): ``pytest -m slow``; CI runs them after s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -86,3 +89,47 @@ def test_the_smoke_plan_on_slurm_gives_the_local_tables(slurm: None, in_process:
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0 and "submit " not in again.stderr and "skip " in again.stderr
     assert again.stdout == completed.stdout
+
+
+def _variant(tmp_path: Path, extra_rows: dict[str, str], plan_wide: str) -> Path:
+    """The smoke plan with ``[resources]`` added: ``extra_rows`` maps a row id to its ``resources`` line."""
+    text = PLAN.read_text(encoding="utf-8")
+    text = text.replace('published = "../entries"', f'published = "{PLAN.parent.parent / "entries"}"')
+    for row, line in extra_rows.items():
+        text = text.replace(f'id = "{row}"\n', f'id = "{row}"\n{line}\n')
+    path = tmp_path / "plan.toml"
+    path.write_text(text + "\n" + plan_wide + "\n", encoding="utf-8")
+    return path
+
+
+def test_stages_asking_for_two_gpus_run_on_two_processes_and_match_one(tmp_path: Path) -> None:
+    rows = "stable-diffusion,textual-inversion"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # torchrun's ranks run one thread each: so does the reference
+    one = subprocess.run([sys.executable, "-m", "emogen_bench", "tables", "regenerate", str(PLAN), "--workdir",
+                          str(tmp_path / "one"), "--rows", rows, "--quiet"], capture_output=True, text=True,
+                         env=environment, timeout=1200, check=False)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    plan = _variant(tmp_path, {"textual-inversion": "resources = { gpus = { train = 2 } }"},
+                    "[resources.gpus]\ngenerate = 2\nevaluate = 2")  # fmt: skip
+    two = subprocess.run([sys.executable, "-m", "emogen_bench", "tables", "regenerate", str(plan), "--workdir",
+                          str(tmp_path / "two"), "--rows", rows, "--slots", "2", "--quiet"], capture_output=True,
+                         text=True, env=environment, timeout=1200, check=False)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "start  stable-diffusion/generate on the CPU (2 processes)" in two.stderr
+    assert "start  textual-inversion/train on the CPU (2 processes)" in two.stderr
+    marker = json.loads((tmp_path / "two" / "stages" / "stable-diffusion" / "evaluate.json").read_text())
+    assert marker["processes"] == 2
+    for folder in ("submission", "submission-jpg"):  # sharded generation: byte for byte the one-process folder
+        first, second = (tmp_path / side / "rows" / "stable-diffusion" / folder for side in ("one", "two"))
+        assert _files(first) == _files(second) and len(_files(first)) == 17
+    tables = [(tmp_path / side / "tables" / "smoke-smoke.csv").read_text().splitlines() for side in ("one", "two")]
+    sd = [[line for line in table if ",stable-diffusion," in line] for table in tables]
+    assert sd[0] == sd[1] and len(sd[0]) == 5  # data-parallel evaluation: the one-process numbers, bit for bit
+    ti = json.loads((tmp_path / "two" / "rows" / "textual-inversion" / "train" / "config.json").read_text())
+    assert ti["processes"] == 2  # two processes change the effective batch: recorded, and the row differs
+    assert [line for line in tables[1] if ",textual-inversion," in line] != [
+        line for line in tables[0] if ",textual-inversion," in line]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

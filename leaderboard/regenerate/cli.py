@@ -8,7 +8,7 @@ from pathlib import Path
 
 from emogen_bench.errors import ExitCode
 from leaderboard.regenerate.plan import load_plan, with_data_paths
-from leaderboard.regenerate.run import EXECUTORS, run_one_stage, run_plan
+from leaderboard.regenerate.run import EXECUTORS, run_one_stage, run_plan, run_rank
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,12 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     regenerate.add_argument(
         "--executor", choices=EXECUTORS, default="local",
-        help="local (default): every stage in this process, one after the other; slurm: every stage a Slurm job "
-             "(afterok dependencies, the plan's [resources]), this process waits and writes the tables",
+        help="local (default): on this machine, independent stages side by side on its GPUs (a stage asking for k "
+             "GPUs in the plan's [resources] runs on k processes), one after the other with one GPU or none; "
+             "slurm: every stage a Slurm job (afterok dependencies, the plan's [resources]), this process waits "
+             "and writes the tables",
     )  # fmt: skip
     regenerate.add_argument(
         "--slots", type=int, default=None, metavar="N",
-        help="local executor: run up to N independent stages at once, each its own process on its own GPU "
+        help="local executor: use N slots, each stage its own process on its own GPU(s) "
              "(default: one per GPU in CUDA_VISIBLE_DEVICES; without GPUs one stage at a time, or N CPU slots)",
     )  # fmt: skip
     regenerate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -75,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     one.add_argument("--emoset", metavar="DIR", default=None)
     one.add_argument("--index", metavar="DIR", default=None)
     one.add_argument("--reference-stats", metavar="FILE", default=None)
+    one.add_argument(
+        "--processes", type=int, default=1, metavar="N",
+        help="run a train, generate or evaluate stage on N processes started here by torchrun, one per GPU "
+             "(gloo on a CPU); what the executors pass for a stage whose [resources] ask for N GPUs",
+    )  # fmt: skip
+    one.add_argument("--rank-attempt", choices=("resume", "fresh"), default=None, help=argparse.SUPPRESS)
     one.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     one.set_defaults(handler=run_stage_command)
 
@@ -86,7 +94,10 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def run_stage_command(args: argparse.Namespace) -> int:
     plan = with_data_paths(load_plan(args.plan), args.emoset, args.index, args.reference_stats)
-    run_one_stage(plan, args.workdir, args.stage, show_progress=not args.quiet)
+    if args.rank_attempt is not None:  # one of the ranks `--processes N` started
+        run_rank(plan, args.workdir, args.stage, resume=args.rank_attempt == "resume", show_progress=not args.quiet)
+        return int(ExitCode.OK)
+    run_one_stage(plan, args.workdir, args.stage, processes=args.processes, show_progress=not args.quiet)
     return int(ExitCode.OK)
 
 

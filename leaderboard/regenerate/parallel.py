@@ -3,7 +3,9 @@
 Each stage that is not complete runs as its own process, ``python -m emogen_bench tables run-stage``
 (:func:`leaderboard.regenerate.run_one_stage`), as soon as the stages it reads from are complete and
 a slot is free.  A slot is a GPU (the process sees only it, through ``CUDA_VISIBLE_DEVICES``) or, on
-a machine without one, a CPU slot.  A failed stage's log is named and what depends on it is not
+a machine without one, a CPU slot.  A ``train``, ``generate`` or ``evaluate`` stage whose
+``[resources]`` ask for k GPUs takes k slots and runs on k processes (``tables run-stage --processes k``,
+torchrun inside; CPU slots run them with gloo).  A failed stage's log is named and what depends on it is not
 started; the stages that did finish keep their markers, so the same command resumes.  Logs go to
 ``W/logs/<row>-<stage>.log``; the tables are written from the markers, as the in-process loop does.
 """
@@ -16,19 +18,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from emogen_bench.errors import BenchError, UsageError
+from emogen_bench.errors import UsageError
 from leaderboard.regenerate.checks import prepare_workdir
 from leaderboard.regenerate.comparison import write_tables
 from leaderboard.regenerate.plan import Plan, PlanRow
-from leaderboard.regenerate.run import RunSummary, stage_process_command
-from leaderboard.regenerate.stages import plan_statuses, read_marker
+from leaderboard.regenerate.run import RunSummary, StageFailed, stage_process_command
+from leaderboard.regenerate.stages import plan_statuses, read_marker, stage_processes
 
 #: Seconds between two looks at the running stages.
 POLL_SECONDS = 0.5
-
-
-class StageFailed(BenchError):
-    """A stage's process ended without completing the stage."""
 
 
 def default_slots() -> list[str]:
@@ -67,8 +65,15 @@ def run_in_parallel(
     for key in sorted(done):
         log(f"skip   {key} (complete)")
     waiting = [status.stage for status in statuses if status.action != "skip"]
+    needs = {stage.key: stage_processes(plan, stage) for stage in waiting}
+    too_big = [f"{key} ({count})" for key, count in needs.items() if count > len(slots)]
+    if too_big:
+        raise UsageError(
+            f"{plan.path}: stage(s) {', '.join(too_big)} ask for more GPUs (the plan's [resources]) than this run has "
+            f"slots ({len(slots)}); give more (CUDA_VISIBLE_DEVICES, --slots) or ask for fewer (nothing was run)"
+        )
     free = list(slots)
-    running: dict[str, tuple[subprocess.Popen[bytes], str, Path]] = {}
+    running: dict[str, tuple[subprocess.Popen[bytes], list[str], Path]] = {}
     failed: list[str] = []
     ran: list[str] = []
     while waiting or running:
@@ -76,28 +81,29 @@ def run_in_parallel(
         waiting = [s for s in waiting if s.key not in blocked]
         failed.extend(sorted(blocked))
         for stage in list(waiting):
-            if not free:
-                break
-            if any(f"{o}/{n}" not in done for o, n in stage.upstream):
+            need = needs[stage.key]
+            if len(free) < need or any(f"{o}/{n}" not in done for o, n in stage.upstream):
                 continue
-            slot = free.pop(0)
+            taken, free = free[:need], free[need:]
             environment = dict(os.environ)
-            if not slot.startswith("cpu"):
-                environment["CUDA_VISIBLE_DEVICES"] = slot
+            gpus = [slot for slot in taken if not slot.startswith("cpu")]
+            if gpus:
+                environment["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
             path = workdir / "logs" / f"{stage.owner}-{stage.name}.log"
             with open(path, "ab") as handle:
-                process = subprocess.Popen(stage_process_command(plan, workdir, stage), stdout=handle,
+                process = subprocess.Popen(stage_process_command(plan, workdir, stage, need), stdout=handle,
                                            stderr=subprocess.STDOUT, env=environment)  # fmt: skip
-            running[stage.key] = (process, slot, path)
+            running[stage.key] = (process, taken, path)
             waiting.remove(stage)
-            log(f"start  {stage.key} on {slot if not slot.startswith('cpu') else 'the CPU'}")
+            where = f"GPU {','.join(gpus)}" if gpus else "the CPU"
+            log(f"start  {stage.key} on {where}" + (f" ({need} processes)" if need > 1 else ""))
         if running and not any(process.poll() is not None for process, _, _ in running.values()):
             time.sleep(poll)
-        for key, (process, slot, path) in list(running.items()):
+        for key, (process, taken, path) in list(running.items()):
             if process.poll() is None:
                 continue
             del running[key]
-            free.append(slot)
+            free.extend(taken)
             if process.returncode == 0 and read_marker(workdir, *key.split("/", 1)) is not None:
                 done.add(key)
                 ran.append(key)

@@ -26,6 +26,10 @@ OFFICIAL = "official"
 #: Owner of the stages shared by the whole plan (row ids are slugs, so never this).
 PLAN_OWNER = "_plan"
 ROW_STAGES: tuple[str, ...] = ("train", "generate", "evaluate", "entry")
+#: The stages whose work is spread over the processes of a multi-process attempt; the others run in one.
+MULTI_PROCESS_STAGES = ("train", "generate", "evaluate")
+#: GPUs a stage of a full-size plan asks for unless its ``[resources]`` say otherwise (a tiny plan: none).
+DEFAULT_GPUS = {"train": 1, "generate": 1, "evaluate": 1}
 MARKER_FORMAT = "emogen-bench/plan-stage"
 WORKDIR_FORMAT = "emogen-bench/tables-workdir"
 FORMAT_VERSION = 1

@@ -25,25 +25,14 @@ from leaderboard.regenerate.checks import prepare_workdir
 from leaderboard.regenerate.comparison import write_tables
 from leaderboard.regenerate.plan import PLAN_OWNER, Plan, PlanRow
 from leaderboard.regenerate.run import RunSummary, stage_process_command
-from leaderboard.regenerate.stages import Stage, plan_statuses, read_marker
+from leaderboard.regenerate.stages import Stage, plan_statuses, read_marker, stage_processes, stage_resources
 
-#: GPUs a stage asks for unless the plan says otherwise (none for a tiny plan: its models run on the CPU).
-DEFAULT_GPUS = {"train": 1, "generate": 1, "evaluate": 1}
 #: Seconds between two looks at the queue.
 POLL_SECONDS = 2.0
 
 
 class SlurmError(BenchError):
     """Slurm is not reachable, refused a job, or a job failed."""
-
-
-def stage_resources(plan: Plan, row: PlanRow | None, stage: Stage) -> dict[str, Any]:
-    """The plan's ``[resources]`` with the row's over them; ``gpus`` resolved to this stage's count."""
-    merged: dict[str, Any] = {**plan.resources, **(row.resources if row is not None else {})}
-    gpus = {**({} if plan.tiny else DEFAULT_GPUS), **plan.resources.get("gpus", {}),
-            **(row.resources.get("gpus", {}) if row is not None else {})}  # fmt: skip
-    merged["gpus"] = int(gpus.get(stage.name, 0))
-    return merged
 
 
 def sbatch_command(
@@ -64,7 +53,8 @@ def sbatch_command(
         command.append(f"--gpus={resources['gpus']}")
     if dependencies:
         command.append("--dependency=afterok:" + ":".join(dependencies))
-    command.append("--wrap=" + shlex.join(stage_process_command(plan, workdir, stage)))
+    processes = stage_processes(plan, stage, resources)
+    command.append("--wrap=" + shlex.join(stage_process_command(plan, workdir, stage, processes)))
     return command
 
 

@@ -13,8 +13,10 @@ from typing import Any
 
 from emogen_bench import __version__
 from leaderboard.regenerate.plan import (
+    DEFAULT_GPUS,
     EMOGEN,
     MARKER_FORMAT,
+    MULTI_PROCESS_STAGES,
     OFFICIAL,
     PLAN_OWNER,
     TRAIN_TINY,
@@ -215,3 +217,22 @@ def plan_statuses(plan: Plan, rows: Sequence[PlanRow], workdir: Path) -> list[St
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def stage_resources(plan: Plan, row: PlanRow | None, stage: Stage) -> dict[str, Any]:
+    """The plan's ``[resources]`` with the row's over them; ``gpus`` resolved to this stage's count."""
+    merged: dict[str, Any] = {**plan.resources, **(row.resources if row is not None else {})}
+    gpus = {**({} if plan.tiny else DEFAULT_GPUS), **plan.resources.get("gpus", {}),
+            **(row.resources.get("gpus", {}) if row is not None else {})}  # fmt: skip
+    merged["gpus"] = int(gpus.get(stage.name, 0))
+    return merged
+
+
+def stage_processes(plan: Plan, stage: Stage, resources: Mapping[str, Any] | None = None) -> int:
+    """How many processes a stage runs on: one per GPU it asks for if it is ``train``, ``generate`` or
+    ``evaluate`` (spread over them), one otherwise."""
+    if stage.name not in MULTI_PROCESS_STAGES:
+        return 1
+    if resources is None:
+        resources = stage_resources(plan, None if stage.owner == PLAN_OWNER else plan.row(stage.owner), stage)
+    return max(1, int(resources["gpus"]))

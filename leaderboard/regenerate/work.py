@@ -1,4 +1,12 @@
-"""What each stage does: the synthetic data, EmoGen's inputs, and each row's train, generate, evaluate and entry."""
+"""What each stage does: the synthetic data, EmoGen's inputs, and each row's train, generate, evaluate and entry.
+
+:func:`prepare_stage` empties the folders of an attempt that starts afresh and says whether the attempt
+resumes; :func:`execute_stage` then does the work.  The two are apart so that a stage run on several
+processes (``tables run-stage --processes N``) is prepared once, before the processes start: every rank
+then sees the same folders.  ``train``, ``generate`` and ``evaluate`` run on every rank of
+``ctx.world`` (training data-parallel through accelerate, generation and feature extraction sharded);
+the other stages run in one process.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emogen_bench.distributed import World, barrier
 from emogen_bench.errors import UsageError
 from emogen_bench.task import EMOTION_NAMES, SUBMISSION
-from leaderboard.regenerate.plan import EMOGEN, OFFICIAL, PLAN_OWNER, TINY_SD, Plan, PlanRow, resolve_path
+from leaderboard.regenerate.plan import (
+    EMOGEN,
+    MULTI_PROCESS_STAGES,
+    OFFICIAL,
+    PLAN_OWNER,
+    TINY_SD,
+    Plan,
+    PlanRow,
+    resolve_path,
+)
 from leaderboard.regenerate.stages import Stage
 
 
@@ -26,6 +44,8 @@ class Context:
     upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Tiny extractors of a tiny plan, built once per run (every row is scored with the same models).
     extractors: dict[str, Any] | None = None
+    #: The processes this stage runs on (``tables run-stage --processes N`` starts them with torchrun).
+    world: World = field(default_factory=lambda: World(0, 1, 0))
 
     def path(self, relative: str) -> Path:
         return self.workdir / relative
@@ -86,7 +106,7 @@ def run_data_stage(ctx: Context, resume: bool) -> StageOutcome:
     from emogen_bench.features import tiny_extractors
     from emogen_bench.reference_stats import build_reference_stats
 
-    root = _fresh_dir(ctx.path("data"))
+    root = ctx.path("data")
     emoset = write_synthetic_emoset(root / "emoset", seed=ctx.plan.seed + 1)
     prepare_emoset(emoset, root / "index", show_progress=ctx.show_progress)
     inception = tiny_extractors(["inception"], protocol=ctx.plan.protocol)["inception"]
@@ -119,7 +139,7 @@ def run_emogen_inputs_stage(ctx: Context, resume: bool) -> StageOutcome:
 
     prep = {"stage1_steps": 2, "stage1_batch": 8, "encoder_size": 64, "confidence_epochs": 5, **ctx.plan.emogen["prep"]}
     emoset, index = _data_paths(ctx)
-    root = _fresh_dir(ctx.path("emogen-inputs"))
+    root = ctx.path("emogen-inputs")
     rows = load_index(index)
     stage1 = train_stage1(
         Stage1Config(
@@ -164,9 +184,6 @@ def run_train_stage(ctx: Context, row: PlanRow, resume: bool) -> StageOutcome:
         from baselines.common import get_baseline
 
         emoset, index = _data_paths(ctx)
-        resume = resume and out_dir.is_dir() and any(out_dir.iterdir())
-        if not resume:
-            _fresh_dir(out_dir)
         checkpoint = get_baseline(row.method).train(
             _row_settings(ctx, row, "train"), index, emoset, out_dir,
             components=_sd_components(ctx.plan, training=True), resume=resume,
@@ -178,12 +195,9 @@ def _train_emogen(ctx: Context, row: PlanRow, out_dir: Path, resume: bool) -> Pa
     from emogen_bench.data import load_index
     from reference.cli import load_encoder_arg, load_space_arg, vocabulary_from_rows
     from reference.confidence import load_confidence_table, official_confidence_table
-    from reference.train import Stage2Config, checkpoint_dirs, train_stage2
+    from reference.train import Stage2Config, train_stage2
 
     inputs = ctx.upstream[f"{PLAN_OWNER}/emogen-inputs"]
-    resume = resume and out_dir.is_dir() and bool(checkpoint_dirs(out_dir))
-    if not resume:
-        _fresh_dir(out_dir)
     settings = _row_settings(ctx, row, "train")
     config = Stage2Config.from_dict({**settings, "cpu": ctx.plan.tiny, "resume": resume})
     space, space_source = load_space_arg(inputs["space"])
@@ -202,8 +216,7 @@ def _train_emogen(ctx: Context, row: PlanRow, out_dir: Path, resume: bool) -> Pa
 def run_generate_stage(ctx: Context, row: PlanRow, resume: bool) -> StageOutcome:
     """Generate one row's submission; a resumed stage keeps the complete images its earlier attempt wrote."""
     out_dir = ctx.path(f"rows/{row.id}/submission")
-    if not resume and out_dir.exists():
-        shutil.rmtree(out_dir)
+    shard = (ctx.world.rank, ctx.world.size)  # every rank renders its share of the batches into the one folder
     checkpoint = ctx.upstream.get(f"{row.id}/train", {}).get("checkpoint")
     settings = _row_settings(ctx, row, "generate")
     if row.method == EMOGEN:
@@ -219,13 +232,13 @@ def run_generate_stage(ctx: Context, row: PlanRow, resume: bool) -> StageOutcome
         mapper = mapper.to(next(components.unet.parameters()).device)
         config = GenerateConfig(**settings, method=METHOD)
         with torch.no_grad():
-            generate_submission(config, components, mapper, space, out_dir)
+            generate_submission(config, components, mapper, space, out_dir, shard=shard)
     else:
         from baselines.common import get_baseline
 
         get_baseline(row.method).generate(
             settings, Path(checkpoint) if checkpoint else None, out_dir,
-            components=_sd_components(ctx.plan, training=False),
+            components=_sd_components(ctx.plan, training=False), shard=shard,
         )  # fmt: skip
     return StageOutcome({"submission": relative_to_workdir(ctx.workdir, out_dir)})
 
@@ -275,11 +288,15 @@ def _complete_jpeg(path: Path) -> bool:
         return False
 
 
-def run_evaluate_stage(ctx: Context, row: PlanRow, resume: bool) -> StageOutcome:
-    """Score one row's submission with ``emogen_bench.evaluate`` (tiny extractors and smoke statistics if tiny)."""
+def run_evaluate_stage(ctx: Context, row: PlanRow, resume: bool) -> StageOutcome | None:
+    """Score one row's submission with ``emogen_bench.evaluate`` (tiny extractors and smoke statistics if tiny).
+
+    On several processes, every rank extracts its share of the features into the work folder's cache and
+    rank 0 computes the metrics (``None`` on the other ranks), as ``torchrun ... evaluate`` does.
+    """
     from emogen_bench.cache import FeatureCache
     from emogen_bench.config import EvalConfig
-    from emogen_bench.evaluate import evaluate
+    from emogen_bench.evaluate import evaluate, fill_cache_for_rank
     from emogen_bench.features import tiny_extractors
     from emogen_bench.reference_stats import load_reference_stats
 
@@ -288,13 +305,14 @@ def run_evaluate_stage(ctx: Context, row: PlanRow, resume: bool) -> StageOutcome
     submission = Path(ctx.output(row.id, "generate", "submission"))
     if plan.evaluate.jpeg_quality:
         jpeg_dir = row_dir / "submission-jpg"
-        if not resume and jpeg_dir.exists():
-            shutil.rmtree(jpeg_dir)
-        submission = jpeg_copy(submission, jpeg_dir, plan.evaluate.jpeg_quality)
+        if ctx.world.is_main:
+            jpeg_copy(submission, jpeg_dir, plan.evaluate.jpeg_quality)
+        barrier(ctx.world)
+        submission = jpeg_dir
     official = plan.per_emotion == SUBMISSION.images_per_emotion
     config = EvalConfig(
         per_emotion=None if official else plan.per_emotion, protocol=plan.protocol, seed=plan.seed,
-        pairs=plan.evaluate.pairs, device="cpu" if plan.tiny else plan.evaluate.device,
+        pairs=plan.evaluate.pairs, device="cpu" if plan.tiny else ctx.world.device(plan.evaluate.device),
         batch_size=plan.evaluate.batch_size, num_workers=0 if plan.tiny else plan.evaluate.num_workers,
         show_progress=ctx.show_progress,
     )  # fmt: skip
@@ -306,8 +324,14 @@ def run_evaluate_stage(ctx: Context, row: PlanRow, resume: bool) -> StageOutcome
     else:
         reference_path = resolve_path(ctx.workdir, plan.reference)
         extractors = None
+    cache = FeatureCache(root=ctx.path("cache"))
+    if ctx.world.size > 1:  # every rank fills the shared cache for its slice; rank 0 then finds every feature there
+        fill_cache_for_rank(submission, config, ctx.world, extractors=extractors, cache=cache)
+        barrier(ctx.world)
+        if not ctx.world.is_main:
+            return None
     result = evaluate(submission, config, extractors=extractors, reference=load_reference_stats(reference_path),
-                      cache=FeatureCache(root=ctx.path("cache")))  # fmt: skip
+                      cache=cache)  # fmt: skip
     path = result.write(row_dir / "results.json", overwrite=True)
     return StageOutcome({"results": relative_to_workdir(ctx.workdir, path)}, {"smoke": result.smoke})
 
@@ -330,8 +354,41 @@ def run_entry_stage(ctx: Context, row: PlanRow, resume: bool) -> StageOutcome:
     return StageOutcome({"entry": relative_to_workdir(ctx.workdir, outcome.path)})
 
 
-def execute_stage(ctx: Context, stage: Stage, resume: bool) -> StageOutcome:
-    """Dispatch to the stage's runner (looked up at call time, so tests can replace one)."""
+def prepare_stage(ctx: Context, stage: Stage, resume: bool) -> bool:
+    """Empty what an attempt starting afresh must not find; returns whether this attempt resumes.
+
+    ``data`` and ``emogen-inputs`` always start from an empty folder.  Training resumes only when its
+    earlier attempt left something to resume from (an EmoGen checkpoint, a baseline's files);
+    generation keeps the complete images of the same run, evaluation the complete JPEG copies.
+    """
+    if stage.owner == PLAN_OWNER:
+        _fresh_dir(ctx.path("data" if stage.name == "data" else "emogen-inputs"))
+        return False
+    row = ctx.plan.row(stage.owner)
+    if stage.name == "train":
+        out_dir = ctx.path(f"rows/{row.id}/train")
+        if row.method == EMOGEN:
+            from reference.train import checkpoint_dirs
+
+            resume = resume and out_dir.is_dir() and bool(checkpoint_dirs(out_dir))
+        else:
+            resume = resume and out_dir.is_dir() and any(out_dir.iterdir())
+        if not resume:
+            _fresh_dir(out_dir)
+        return resume
+    folder = {"generate": f"rows/{row.id}/submission", "evaluate": f"rows/{row.id}/submission-jpg"}.get(stage.name)
+    if folder is not None and not resume and ctx.path(folder).exists():
+        shutil.rmtree(ctx.path(folder))
+    return resume
+
+
+def execute_stage(ctx: Context, stage: Stage, resume: bool) -> StageOutcome | None:
+    """Dispatch to the stage's runner (looked up at call time, so tests can replace one).
+
+    ``None`` on a rank other than 0 of a multi-process attempt; one-process stages do nothing there.
+    """
+    if ctx.world.size > 1 and not ctx.world.is_main and stage.name not in MULTI_PROCESS_STAGES:
+        return None
     if stage.owner == PLAN_OWNER:
         runner = {"data": run_data_stage, "emogen-inputs": run_emogen_inputs_stage}[stage.name]
         return runner(ctx, resume)
