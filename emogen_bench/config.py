@@ -14,6 +14,7 @@ protocol (random pairs per emotion for its LPIPS and Sem-D) and is ignored by
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class EvalConfig:
                 f"metric(s) {', '.join(foreign)} are not defined under protocol {protocol.name}; "
                 f"its metrics are {', '.join(protocol.metrics)}"
             )
+        check_seed(self.seed)
+        check_device(self.device)
         if isinstance(self.pairs, bool) or not isinstance(self.pairs, int) or self.pairs < 1:
             raise UsageError(f"pairs per emotion must be an integer of at least 1 (got {self.pairs!r})")
         if self.batch_size < 1:
@@ -76,6 +79,26 @@ class EvalConfig:
             document[key] = None if document[key] is None else str(document[key])
         document.pop("show_progress")
         return document
+
+
+#: Devices a command accepts: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
+#: Seeds are non-negative and fit 63 bits (numpy, torch and the per-image seed derivation all take them).
+MAX_SEED = 2**63 - 1
+
+
+def check_device(device: str) -> str:
+    """``device`` if a command can compute on it; a usage error for ``foo`` or ``meta`` (which holds no data)."""
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise UsageError(f"device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` if it is an integer in [0, 2**63 - 1]; a usage error otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed {seed!r}: expected an integer from 0 to {MAX_SEED}")
+    return seed
 
 
 def parse_metrics(text: str, protocol: str = PROTOCOL) -> tuple[str, ...]:

@@ -51,6 +51,7 @@ from emogen_bench.metrics.fid import GaussianStats, StatsAccumulator
 from emogen_bench.metrics.paper_code import SumsAccumulator
 from emogen_bench.pipeline import ImageItem, canonical_key, extract
 from emogen_bench.protocols import PAPER_CODE, PROTOCOLS, get_protocol
+from emogen_bench.safe_read import file_kind, loads_json
 from emogen_bench.task import DATA, DEFAULT_SEED, EMOTION_NAMES, METRICS, PROTOCOL
 
 REFERENCE_FORMAT = "emogen-bench-reference-stats"
@@ -407,9 +408,11 @@ def _read_metadata(path: Path, archive: Any) -> dict[str, Any]:
     if "metadata" not in archive.files:
         raise _invalid(path, "it has no metadata (not written by emogen-bench reference-stats build)")
     try:
-        metadata = json.loads(str(archive["metadata"][()]))
+        metadata = loads_json(str(archive["metadata"][()]), str(path), "metadata", InvalidInputError)
+    except InvalidInputError as error:
+        raise _invalid(path, f"its metadata cannot be read ({error})") from None
     except (ValueError, TypeError) as error:
-        raise _invalid(path, f"its metadata is not valid JSON ({error})") from None
+        raise _invalid(path, f"its metadata is not a string ({error})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != REFERENCE_FORMAT:
         raise _invalid(path, f"its format is not {REFERENCE_FORMAT!r}")
     declared = metadata.get("protocol")
@@ -455,8 +458,11 @@ def _read_array(path: Path, archive: Any, key: str, shape: tuple[int, ...], prot
 def load_reference_stats(path: str | Path) -> ReferenceStats:
     """Read and check a reference-statistics file (format, version, a known protocol, every array's shape)."""
     path = Path(path)
-    if not path.is_file():
+    kind = file_kind(path)
+    if kind == "missing":
         raise UsageError(f"reference statistics {path} do not exist; build them with `{BUILD_HINT}`")
+    if kind is not None:
+        raise UsageError(f"reference statistics {path} is {kind}; give the .npz file `{BUILD_HINT}` wrote")
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as error:  # noqa: BLE001 - not a zip, truncated, or pickled: all mean "not our file"

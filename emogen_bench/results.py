@@ -9,7 +9,6 @@ one, the seed, software versions, device and time per stage.
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -18,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from emogen_bench import __version__
-from emogen_bench.errors import InvalidInputError, UsageError
-from emogen_bench.fileio import write_json_atomic
+from emogen_bench.errors import InvalidInputError
+from emogen_bench.fileio import check_output_file, write_json_atomic
 from emogen_bench.metrics import MetricValue
+from emogen_bench.safe_read import read_json
 from emogen_bench.task import EMOTION_NAMES, METRIC_KEYS
 
 SCHEMA = "emogen-bench/results"
@@ -132,11 +132,9 @@ class EvaluationResult:
         Without ``overwrite`` the file is put in place with a hard link, so a file
         that appears under that name meanwhile is not replaced either.
         """
-        path = Path(path)
-        if path.is_dir():
-            raise UsageError(f"{path} is a folder; --out takes the path of the results JSON file")
-        if path.exists() and not overwrite:
-            raise UsageError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+        submission = self.submission.get("path")
+        path = check_output_file(path, overwrite=overwrite,
+                                 inputs={"the submission": submission} if submission else None)  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
         return write_json_atomic(path, self.to_dict(), overwrite=overwrite)
 
@@ -144,10 +142,7 @@ class EvaluationResult:
 def read_results(path: str | Path) -> dict[str, Any]:
     """Read a results JSON and check its schema name and version; returns the document."""
     path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise InvalidInputError(f"{path}: cannot read a results document ({error})") from error
+    document = read_json(path, "results document", InvalidInputError)
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise InvalidInputError(f"{path}: not an emogen-bench results document (schema {SCHEMA!r} expected)")
     if document.get("schema_version") != SCHEMA_VERSION:

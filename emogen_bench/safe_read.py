@@ -22,14 +22,18 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from emogen_bench.errors import BenchError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as a package before Python 3.11
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ def file_kind(path: str | Path) -> str | None:
     """``None`` for a regular file (symlinks followed), else what it is ("a FIFO", "a folder", "missing")."""
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # absent, or a file where a folder of its path should be
         return "missing"
     except OSError as error:
         return f"unreadable ({error.strerror or error})"

@@ -119,3 +119,19 @@ def test_module_entry_point(tmp_path: Path) -> None:
     assert "WARNING" in done.stderr
     again = subprocess.run([*command, "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert again.returncode == ExitCode.USAGE and "already holds an index" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("problems", 7), ("counts", "many"), ("dropped", [1, 2]), ("attributes", None)]
+)
+def test_a_summary_with_wrong_types_is_a_data_error_naming_the_file(
+    fake: FakeEmoSet, tmp_path: Path, capsys, field: str, value: object
+) -> None:
+    out_dir = tmp_path / "index"
+    _run(capsys, "data", "prepare", fake.root, "--out", out_dir, "-q")
+    summary = json.loads((out_dir / SUMMARY_FILE).read_text())
+    summary[field] = value
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary))
+    code, _, err = _run(capsys, "data", "summary", out_dir)
+    assert code == ExitCode.DATA, err
+    assert f"{out_dir / SUMMARY_FILE}: a field is missing or has the wrong type" in err

@@ -314,7 +314,7 @@ def test_not_an_emoset(tmp_path: Path) -> None:
     assert not (tmp_path / "index").exists()
 
 
-@pytest.mark.parametrize(("content", "fragment"), [("[[", "cannot be read as JSON"), ('{"a": 1}', "expected a list")])
+@pytest.mark.parametrize(("content", "fragment"), [("[[", "is not valid JSON"), ('{"a": 1}', "expected a list")])
 def test_unreadable_split_file(tmp_path: Path, content: str, fragment: str) -> None:
     fake = make_fake_emoset(tmp_path / "emoset", edge_cases=False)
     (fake.root / "test.json").write_text(content)
@@ -483,3 +483,35 @@ def test_balanced_order_on_a_prepared_index(fake: FakeEmoSet, tmp_path: Path) ->
     train = Counter(image.emotion for image in fake.kept() if image.split == "train")
     order = balanced_order(rows)
     assert Counter(rows[i].emotion for i in order) == {e: max(train.values()) for e in train}
+
+
+def test_hostile_files_in_emoset_are_problems_never_hangs(tmp_path: Path) -> None:
+    fake = make_fake_emoset(tmp_path / "emoset", per_split={"fear": {"test": 4}}, edge_cases=False)
+    fifo_annotation, linked, deep, good = fake.images
+    annotation = fake.root / fifo_annotation.annotation_path
+    annotation.unlink()
+    os.mkfifo(annotation)  # reading it would block the scan forever
+    outside = tmp_path / "elsewhere.jpg"
+    outside.write_bytes(fake.image_file(linked).read_bytes())
+    fake.image_file(linked).unlink()
+    fake.image_file(linked).symlink_to(outside)
+    (fake.root / deep.annotation_path).write_text("[" * 5000 + "]" * 5000)
+    result = _prepare(fake, tmp_path / "index")
+    assert {(p.code, p.path) for p in result.problems} == {
+        ("annotation_unreadable", fifo_annotation.annotation_path),
+        ("image_outside", linked.image_path),
+        ("annotation_invalid_json", deep.annotation_path),
+    }
+    assert [row.path for row in load_index(result.out_dir)] == [good.image_path]
+
+
+def test_the_index_is_never_written_inside_emoset(fake: FakeEmoSet, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="inside the EmoSet folder"):
+        _prepare(fake, fake.root / "index")
+    assert not (fake.root / "index").exists()
+
+
+def test_a_split_file_nested_too_deeply_is_a_data_error(fake: FakeEmoSet) -> None:
+    (fake.root / "train.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"train\.json: the split file is nested too deeply"):
+        _prepare(fake, fake.root.parent / "index")

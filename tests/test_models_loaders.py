@@ -597,3 +597,16 @@ def test_attr_tables_json_validation(tmp_path: Path) -> None:
     out.write_text("{not json")
     with pytest.raises(WeightsError, match="not valid JSON"):
         load_attr_tables_json(out)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_checkpoint_that_would_run_code_is_named_as_such_not_as_damaged(tmp_path: Path, legacy: bool) -> None:
+    from emogen_bench.models._state_dict import load_torch_file
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "resnet.pth"
+    torch.save({"state_dict": _Evil(marker)}, path, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(WeightsError, match=r"(?i)objects beyond tensors and plain values \(.*unsupported global.*system") as info:
+        load_torch_file(path, what="ResNet-50")
+    assert "truncated" not in str(info.value) and str(path) in str(info.value)
+    assert not marker.exists()

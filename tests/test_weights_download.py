@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +19,7 @@ from emogen_bench.weights.store import RECORDS_FILE, WeightStore
 
 NO_WAIT = RetryPolicy(attempts=3, backoff_s=0.0, timeout_s=10.0)
 PAYLOAD = bytes(range(256)) * 4099  # ~1 MiB, larger than one read chunk, not a multiple of it
+ENDLESS_CAP = 64 * 1024 * 1024  # where an "endless" body stops, so that the old code failed instead of hanging
 
 
 def sha(data: bytes) -> str:
@@ -33,9 +34,14 @@ class FileServer:
     fail_first: dict[str, int] = field(default_factory=dict)  # path -> number of HTTP 500 answers first
     truncate_first: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before dropping, once
     honour_range: bool = True
+    endless: set[str] = field(default_factory=set)  # paths answered by zeros without a length, up to ENDLESS_CAP
+    trickle_s: dict[str, float] = field(default_factory=dict)  # path -> pause before each byte after the first
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     bytes_sent: int = 0
     base_url: str = ""
+    client_hung_up: bool = False  # a streamed body (endless, trickled) was cut off by the client
+    stream_done: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def hits(self, path: str | None = None) -> int:
         return sum(1 for p, _ in self.requests if path is None or p == path)
@@ -46,8 +52,27 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:  # keep test output clean
             pass
 
+        def stream(self, pieces: Iterable[bytes], pause: float) -> None:
+            """Send ``pieces`` one by one, ``pause`` seconds apart; note whether the client hung up."""
+            try:
+                for index, piece in enumerate(pieces):
+                    if index and pause and server.stop.wait(pause):
+                        break
+                    server.bytes_sent += len(piece)
+                    self.wfile.write(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                server.client_hung_up = True
+            finally:
+                server.stream_done.set()
+                self.close_connection = True
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             server.requests.append((self.path, dict(self.headers)))
+            if self.path in server.endless:
+                self.send_response(200)
+                self.end_headers()
+                self.stream((bytes(65536) for _ in range(ENDLESS_CAP // 65536)), 0.0)
+                return
             if server.fail_first.get(self.path, 0) > 0:
                 server.fail_first[self.path] -= 1
                 self.send_error(500, "simulated failure")
@@ -70,6 +95,9 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             body = data[start:]
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if self.path in server.trickle_s:
+                self.stream((body[i : i + 1] for i in range(len(body))), server.trickle_s[self.path])
+                return
             cut = server.truncate_first.pop(self.path, None)
             sent = body if cut is None else body[:cut]
             server.bytes_sent += len(sent)  # counted before writing: the client may finish first
@@ -88,6 +116,7 @@ def file_server() -> Iterator[FileServer]:
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield state
+    state.stop.set()
     httpd.shutdown()
     httpd.server_close()
     thread.join(5)
@@ -188,6 +217,74 @@ def test_falls_back_to_a_mirror_after_404(file_server: FileServer, tmp_path: Pat
     assert (tmp_path / "w.bin").read_bytes() == PAYLOAD
 
 
+# ---- hostile servers: endless bodies, lengths that disagree, trickles -----------------------------
+
+EXPECTED = bytes(4096)
+
+
+def test_an_endless_body_stops_just_past_the_expected_size(file_server: FileServer, tmp_path: Path) -> None:
+    file_server.endless.add("/w.bin")
+    dest = tmp_path / "w.bin"
+    url = file_server.base_url + "/w.bin"
+    with pytest.raises(WeightsError) as raised:
+        download([url], dest, expected_sha256=sha(EXPECTED), expected_size=4096, policy=NO_WAIT, show_progress=False)
+    message = str(raised.value)
+    assert f"{url}: the server sent more than the expected 4,096 bytes" in message
+    assert not dest.exists() and not part_path(dest).exists()  # bytes past the size are wrong bytes: nothing is kept
+    assert file_server.stream_done.wait(30) and file_server.client_hung_up  # the client stopped reading
+    assert file_server.hits() == 1
+
+
+def test_an_endless_body_of_unknown_size_stops_at_the_cap(file_server: FileServer, tmp_path: Path) -> None:
+    file_server.endless.add("/w.bin")
+    dest = tmp_path / "w.bin"
+    url = file_server.base_url + "/w.bin"
+    with pytest.raises(WeightsError, match="sent more than the 100,000-byte cap"):
+        download([url], dest, expected_sha256=None, size_cap=100_000, policy=NO_WAIT, show_progress=False)
+    assert not dest.exists() and not part_path(dest).exists()
+    assert file_server.stream_done.wait(30) and file_server.client_hung_up
+
+
+def test_a_content_length_that_disagrees_with_the_size_is_refused_before_reading(
+    file_server: FileServer, tmp_path: Path
+) -> None:
+    file_server.files["/w.bin"] = PAYLOAD + b"extra"  # the server has another, longer file
+    dest = tmp_path / "w.bin"
+    part_path(dest).write_bytes(PAYLOAD[:1000])
+    url = file_server.base_url + "/w.bin"
+    with pytest.raises(WeightsError) as raised:
+        download([url], dest, expected_sha256=sha(PAYLOAD), expected_size=len(PAYLOAD), policy=NO_WAIT,
+                 show_progress=False)  # fmt: skip
+    message = str(raised.value)
+    assert f"{url}: the server announces a file of {len(PAYLOAD) + 5:,} bytes (Content-Length" in message
+    assert f"not the expected {len(PAYLOAD):,} bytes; refused before reading" in message
+    assert part_path(dest).read_bytes() == PAYLOAD[:1000]  # nothing of that file was appended to the part
+    assert not dest.exists() and file_server.hits() == 1
+
+
+def test_a_trickling_server_is_cut_off_and_the_part_resumed_later(file_server: FileServer, tmp_path: Path) -> None:
+    body = bytes(range(200))
+    file_server.files["/w.bin"] = body
+    file_server.trickle_s["/w.bin"] = 0.02  # 4 s for the whole body, each byte well within the socket timeout
+    dest = tmp_path / "w.bin"
+    url = file_server.base_url + "/w.bin"
+    impatient = RetryPolicy(attempts=3, backoff_s=0.0, timeout_s=10.0, min_rate=1_000_000.0, grace_s=0.001)
+    with pytest.raises(WeightsError) as raised:
+        download([url], dest, expected_sha256=sha(body), expected_size=len(body), policy=impatient, show_progress=False)
+    message = str(raised.value)
+    assert f"{url}: too slow:" in message and "below the minimum average of 1,000,000 bytes/s" in message
+    assert f"The partial download {part_path(dest)} is kept and resumed next time" in message
+    kept = part_path(dest).read_bytes()
+    assert 0 < len(kept) < len(body) and body.startswith(kept)
+    assert file_server.stream_done.wait(30) and file_server.client_hung_up  # cut off, not read to the end
+    assert file_server.hits() == 1  # a slow server is not retried in the same run; a mirror would be tried
+
+    del file_server.trickle_s["/w.bin"]
+    download([url], dest, expected_sha256=sha(body), expected_size=len(body), policy=NO_WAIT, show_progress=False)
+    assert dest.read_bytes() == body
+    assert file_server.requests[-1][1].get("Range") == f"bytes={len(kept)}-"
+
+
 def _registry(tmp_path: Path, base_url: str, entries: str) -> Registry:
     path = tmp_path / "registry.toml"
     path.write_text(entries.replace("BASE", base_url))
@@ -240,6 +337,16 @@ def test_unpinned_fetch_records_the_hash_then_holds_to_it(file_server: FileServe
         WeightStore(home, registry=registry, retry=NO_WAIT).fetch(["test-net"], show_progress=False)
     assert sha(PAYLOAD) in str(raised.value) and sha(b"other bytes") in str(raised.value)
     assert not (home / "test-net" / "net.pt").exists()
+
+
+def test_fetch_caps_a_file_of_unknown_size_at_twice_its_rough_size(file_server: FileServer, tmp_path: Path) -> None:
+    file_server.endless.add("/net.pt")
+    registry = _registry(tmp_path, file_server.base_url, UNPINNED + "approx_size = 4096\n")
+    home = tmp_path / "home"
+    with pytest.raises(WeightsError, match="sent more than the 8,192-byte cap"):
+        WeightStore(home, registry=registry, retry=NO_WAIT).fetch(["test-net"], show_progress=False)
+    assert not (home / "test-net" / "net.pt").exists() and not part_path(home / "test-net" / "net.pt").exists()
+    assert not (home / RECORDS_FILE).exists()  # nothing trusted on first use
 
 
 def test_prefix_pinned_fetch_records_the_full_hash(file_server: FileServer, tmp_path: Path) -> None:

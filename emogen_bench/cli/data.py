@@ -90,8 +90,9 @@ def run_prepare(args: argparse.Namespace) -> int:
 def run_summary(args: argparse.Namespace) -> int:
     """Handler of ``data summary``."""
     from emogen_bench.data import SUMMARY_FILE, read_summary, render_summary
+    from emogen_bench.data.summary import check_summary
 
-    summary = read_summary(args.index_dir)
+    summary = check_summary(read_summary(args.index_dir), Path(args.index_dir) / SUMMARY_FILE)
     if args.json:
         print_json({**summary, "out_dir": str(args.index_dir)})
     else:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from emogen_bench.cli.common import add_quiet_flag, add_weights_override
 from emogen_bench.config import OUTPUT_FORMATS, EvalConfig, parse_metrics
-from emogen_bench.errors import ExitCode, UsageError
+from emogen_bench.errors import ExitCode
+from emogen_bench.fileio import check_output_file
 from emogen_bench.paths import bench_home
 from emogen_bench.protocols import PAPER_CODE, PROTOCOLS
 from emogen_bench.task import METRIC_KEYS
@@ -123,10 +124,8 @@ def run(args: argparse.Namespace) -> int:
 
     world = world_from_env()
 
-    if args.out is not None and args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a folder; pass the path of the results JSON file")
-    if args.out is not None and args.out.exists() and not args.overwrite:
-        raise UsageError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
+    if args.out is not None:  # before any work: a folder, a device, a file inside the submission are refused
+        args.out = check_output_file(args.out, overwrite=args.overwrite, inputs={"the submission": args.submission})
     config = EvalConfig(
         metrics=parse_metrics(args.metrics, args.protocol),
         per_emotion=args.per_emotion,

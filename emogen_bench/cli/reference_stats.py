@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from emogen_bench.cli.common import add_json_flag, add_quiet_flag, add_weights_override, print_json
-from emogen_bench.config import EvalConfig
-from emogen_bench.errors import ExitCode, UsageError
+from emogen_bench.config import EvalConfig, check_device, check_seed
+from emogen_bench.errors import ExitCode
+from emogen_bench.fileio import check_output_file
 from emogen_bench.protocols import PAPER_CODE, PROTOCOLS
 from emogen_bench.task import DATA, DEFAULT_SEED, METRICS
 
@@ -101,12 +102,15 @@ def run_build(args: argparse.Namespace) -> int:
     from emogen_bench.weights import open_store
 
     check_split(args.split, args.protocol)
+    check_device(args.device)
+    check_seed(args.seed)
     world = world_from_env()
+    # before any work: not a folder, device or link, not inside the data it reads, not replaced unless asked
+    args.out = check_output_file(args.out, overwrite=args.overwrite,
+                                 inputs={"the EmoSet folder": args.emoset_root})  # fmt: skip
     store = open_store(args.weights_override)
     extractor = build_extractors(["inception"], store, protocol=args.protocol)["inception"]
     if world.size > 1:  # each rank its share of the features into the shared cache; then rank 0 builds
-        if args.out.exists() and not args.overwrite:  # refused before any rank spends time on features
-            raise UsageError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
         with process_group(world):
             fill_reference_cache_for_rank(
                 args.index, args.emoset_root, extractor=extractor, world=world, split=args.split,

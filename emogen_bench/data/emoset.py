@@ -8,7 +8,6 @@ a problem are left out of the subset, never silently.  Writing the index is
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from collections import Counter
@@ -21,6 +20,10 @@ from emogen_bench import task
 from emogen_bench.data.index import IndexRow
 from emogen_bench.errors import DataError, UsageError
 from emogen_bench.progress import progress
+from emogen_bench.safe_read import ReadLimits, file_kind, loads_json, read_bytes, read_json
+
+#: An EmoSet annotation is a small JSON object (about 1 KB); anything past 1 MiB is not one.
+ANNOTATION_LIMITS = ReadLimits(max_bytes=1024 * 1024)
 
 IMAGE_DIR = "image"
 ANNOTATION_DIR = "annotation"
@@ -34,6 +37,8 @@ PROBLEM_CODES: dict[str, str] = {
     "duplicate_id": "two images of one emotion share an id",
     "image_missing": "an image listed in a split file is not on disk",
     "image_empty": "an image file has 0 bytes",
+    "image_not_a_file": "an image path is a FIFO, device, socket or folder (refused before it is opened)",
+    "image_outside": "an image is a link to a file outside the EmoSet folder",
     "image_unreadable": "an image file could not be read",
     "annotation_missing": "the annotation file of a listed image is not on disk",
     "annotation_unreadable": "an annotation file could not be read",
@@ -207,11 +212,9 @@ def read_split_file(root: Path, split: str) -> list[Any]:
     """The raw entries of ``<split>.json``; DataError if it is not a JSON list."""
     path = root / f"{split}.json"
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(
-            f"split file {path} cannot be read as JSON ({error}); restore it from the EmoSet download"
-        ) from None
+        entries = read_json(path, "split file", DataError)
+    except DataError as error:
+        raise DataError(f"{error}; restore it from the EmoSet download") from None
     if not isinstance(entries, list):
         raise DataError(f"split file {path} holds a JSON {type(entries).__name__}, expected a list of entries")
     return entries
@@ -261,16 +264,19 @@ def _stem_key(path: str) -> str:
 
 def _read_annotation(root: Path, entry: SplitEntry) -> Attribute | None:
     """The attribute of a listed image; raises EntryError with the problem code."""
+    path = root / entry.annotation_path
+    kind = file_kind(path)
+    if kind is not None:  # a FIFO would block the scan forever: refused by type before it is opened
+        raise EntryError("annotation_unreadable", f"the annotation of {entry.image_path} is {kind}, not a file")
     try:
-        raw = (root / entry.annotation_path).read_bytes()
-    except OSError as error:
+        raw = read_bytes(path, "annotation", DataError, ANNOTATION_LIMITS)
+    except DataError as error:
         message = f"cannot read the annotation of {entry.image_path}: {error}"
         raise EntryError("annotation_unreadable", message) from None
     try:
-        annotation = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        message = f"annotation of {entry.image_path} is not valid UTF-8 JSON ({error})"
-        raise EntryError("annotation_invalid_json", message) from None
+        annotation = loads_json(raw, entry.annotation_path, "annotation", DataError, ANNOTATION_LIMITS)
+    except DataError as error:
+        raise EntryError("annotation_invalid_json", f"annotation of {entry.image_path}: {error}") from None
     try:
         return choose_attribute(annotation)
     except AnnotationError as error:
@@ -346,9 +352,15 @@ def scan_emoset(emoset_root: str | Path, *, show_progress: bool = True) -> EmoSe
             scan.dropped[DROP_PROBLEM][cell] += 1
             continue
         found = []
+        image = root / entry.image_path
         if entry.image_path not in images_on_disk:
             found.append(Problem("image_missing", entry.image_path, f"listed in {entry.source} but not on disk"))
-        elif (root / entry.image_path).stat().st_size == 0:
+        elif file_kind(image) is not None:
+            found.append(Problem("image_not_a_file", entry.image_path, f"is {file_kind(image)}, not an image file"))
+        elif not image.resolve().is_relative_to(root.resolve()):
+            found.append(Problem("image_outside", entry.image_path,
+                                 f"is a link to {image.resolve()}, outside the EmoSet folder"))  # fmt: skip
+        elif image.stat().st_size == 0:
             found.append(Problem("image_empty", entry.image_path, f"listed in {entry.source} but the file is empty"))
         if entry.annotation_path not in annotations_on_disk:
             found.append(

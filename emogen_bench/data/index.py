@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import random
 import re
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from emogen_bench import task
 from emogen_bench.errors import DataError, UsageError
 from emogen_bench.hashing import SHA256_HEX, sha256_bytes, sha256_file
+from emogen_bench.safe_read import read_json
 
 INDEX_FILE = "index.csv"
 SUMMARY_FILE = "summary.json"
@@ -107,9 +107,9 @@ def read_summary(source: str | Path, *, verify: bool = True) -> dict[str, Any]:
         if not required.is_file():
             raise DataError(f"index at {csv_path.parent} is incomplete: {required.name} is missing; {rerun}")
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{summary_path} is not valid JSON ({error}); {rerun}") from None
+        summary = read_json(summary_path, "index summary", DataError)
+    except DataError as error:
+        raise DataError(f"{error}; {rerun}") from None
     if not isinstance(summary, dict) or summary.get("format") != INDEX_FORMAT:
         raise DataError(f"{summary_path} is not an emogen-bench index summary (format is not {INDEX_FORMAT!r})")
     version = summary.get("format_version")

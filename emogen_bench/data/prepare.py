@@ -61,8 +61,12 @@ class EmoSetProblemsError(DataError):
         self.problems = list(problems)
 
 
-def check_out_dir(out_dir: Path, *, overwrite: bool) -> None:
-    """Refuse an ``out_dir`` that is a file, holds other files, or holds an index without ``overwrite``."""
+def check_out_dir(out_dir: Path, *, overwrite: bool, emoset_root: Path | None = None) -> None:
+    """Refuse an ``out_dir`` inside the EmoSet folder, one that is a file, holds other files, or holds an index
+    without ``overwrite``."""
+    if emoset_root is not None and out_dir.resolve().is_relative_to(emoset_root.resolve()):
+        raise UsageError(f"--out {out_dir} is inside the EmoSet folder {emoset_root}; write the index elsewhere "
+                         "(the EmoSet folder is only read)")  # fmt: skip
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
@@ -148,7 +152,7 @@ def prepare_emoset(
     root = Path(emoset_root)
     out = Path(out_dir)
     check_layout(root)
-    check_out_dir(out, overwrite=overwrite)
+    check_out_dir(out, overwrite=overwrite, emoset_root=root)
     scan = scan_emoset(root, show_progress=show_progress)
     if strict and scan.problems:
         raise EmoSetProblemsError(root, scan.problems)

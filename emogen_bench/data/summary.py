@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from emogen_bench import __version__, task
 from emogen_bench.data.emoset import DROP_NO_ATTRIBUTE, DROP_PROBLEM, DROP_REASONS, Problem
 from emogen_bench.data.index import ATTRIBUTE_KINDS, INDEX_FILE, INDEX_FORMAT, IndexRow
+from emogen_bench.errors import DataError
 
 #: How many problems the printed summary lists before pointing to summary.json.
 MAX_PRINTED_PROBLEMS = 20
@@ -138,3 +140,17 @@ def render_summary(
     hashes = "image sha256 recorded" if index["images_hashed"] else "image hashes not computed (--no-hash)"
     lines += ["", f"Index: {index['file']}, {index['rows']} rows, sha256 {index['sha256']}; {hashes}."]
     return "\n".join(lines) + "\n"
+
+
+def check_summary(summary: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """``summary`` if it renders (the fields this module reads have their types); DataError naming ``source``."""
+    try:
+        render_summary(summary)
+        len(summary["problems"])
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError) as error:
+        raise DataError(
+            f"{source}: a field is missing or has the wrong type ({type(error).__name__}: {error}); re-create the "
+            "index with `emogen-bench data prepare EMOSET_ROOT --out DIR --overwrite`"
+        ) from None
+    return summary
+

@@ -130,9 +130,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _refused_global(message: str) -> str | None:
-    """The "Unsupported global: ..." line of torch's weights-only refusal, or None for other failures."""
+    """The line of torch's weights-only refusal that names what it refused, or None for other failures.
+
+    torch words it "Unsupported global: GLOBAL x.y" or "Trying to load unsupported GLOBAL posix.system" (a
+    blocked module), by version.  "Unsupported operand" is left out: random bytes give it too.
+    """
     for line in message.splitlines():
-        if "Unsupported global" in line:
+        if "unsupported global" in line.lower():
             return line.strip().split(" was not an allowed global")[0]
     return None
 

@@ -9,7 +9,6 @@ unused; any other missing, unexpected or mis-shaped key is an error.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from transformers.utils import logging as hf_logging
 from emogen_bench.errors import WeightsError
 from emogen_bench.features.clip_pixels import ClipPixelSettings, load_settings
 from emogen_bench.models._state_dict import SHOWN_KEYS
+from emogen_bench.safe_read import read_json
 
 #: Keys of a full CLIPModel checkpoint that the image tower does not use (regular expressions).
 TEXT_TOWER_PATTERNS: tuple[str, ...] = (r"^text_model\.", r"^text_projection\.", r"^logit_scale$")
@@ -56,9 +56,9 @@ def _snapshot_config(snapshot_dir: Path) -> dict[str, Any]:
         )
     config_path = snapshot_dir / "config.json"
     try:
-        return json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{config_path}: cannot read the CLIP config ({exc}); fetch the snapshot again.") from exc
+        return read_json(config_path, "CLIP config", WeightsError)
+    except WeightsError as error:
+        raise WeightsError(f"{error}; fetch the snapshot again.") from None
 
 
 def _listed(keys: Iterable[str]) -> str:

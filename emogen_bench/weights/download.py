@@ -7,6 +7,24 @@ HTTP Range request; a server that ignores Range (answers 200) restarts it.
 Transient failures (timeouts, dropped connections, HTTP 408/429/5xx) are
 retried with exponential backoff; permanent ones (404, 403, ...) move on to the
 next mirror.
+
+No server can make a download endless (see :class:`RetryPolicy`):
+
+- size: a file whose size the registry records is never allowed more bytes than
+  that.  A ``Content-Length`` that disagrees is refused before anything is read
+  (the ``.part`` file is left as it was); a body that runs past the size is cut
+  off at once, and since those bytes are not the expected ones the ``.part``
+  file is removed, as after a hash mismatch.  A file of unknown exact size is
+  capped the same way at ``size_cap`` (the store passes twice the registry's
+  rough size) or at :attr:`RetryPolicy.max_unknown_size`.
+- time: after a grace period a transfer must keep a minimum average rate, so a
+  server that trickles bytes (each read within the socket timeout) is cut off
+  too.  That is a network failure: the ``.part`` file is kept and the next run
+  resumes it, like any interrupted download; the same run moves on to the next
+  mirror rather than retrying the slow one.  (The rate is checked after each
+  read of the body, so the cut comes at most one socket timeout late; the
+  status line and headers are bounded only by the socket timeout per read and
+  ``http.client``'s limits on their number and length.)
 """
 
 from __future__ import annotations
@@ -16,9 +34,10 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
@@ -31,15 +50,42 @@ _TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try one URL: ``attempts`` tries, sleeping ``backoff_s * 2**k`` before try k+2."""
+    """How hard and how long to try one URL.
+
+    ``attempts`` tries, sleeping ``backoff_s * 2**k`` before try k+2; ``timeout_s`` bounds each socket
+    operation (connecting, one read).  Each request must then average at least ``min_rate`` bytes/s
+    once its first ``grace_s`` seconds are over (elapsed <= grace_s + received / min_rate), which
+    bounds a file of known size to ``grace_s + size / min_rate`` seconds (50 KB/s and 60 s: about
+    34 minutes for a 100 MB file); ``min_rate = 0`` turns the check off.  ``max_unknown_size`` caps
+    a file whose exact size is unknown when the caller gives no ``size_cap``.
+    """
 
     attempts: int = 4
     backoff_s: float = 1.0
     timeout_s: float = 60.0
+    min_rate: float = 50_000.0
+    grace_s: float = 60.0
+    max_unknown_size: int = 4 * 1024**3
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th consecutive failure (1-based)."""
         return self.backoff_s * 2 ** (failures - 1)
+
+    def too_slow(self, elapsed_s: float, received: int) -> bool:
+        """True when ``received`` bytes in ``elapsed_s`` seconds fall below the minimum average rate."""
+        return self.min_rate > 0 and elapsed_s > self.grace_s + received / self.min_rate
+
+
+@dataclass(frozen=True)
+class SizeBound:
+    """The most bytes a file may have: its ``exact`` size, or a cap on a file whose size is unknown."""
+
+    limit: int
+    exact: bool
+
+    def describe(self) -> str:
+        """The bound in words, for error messages."""
+        return f"the expected {self.limit:,} bytes" if self.exact else f"the {self.limit:,}-byte cap for this file"
 
 
 @dataclass(frozen=True)
@@ -58,6 +104,10 @@ class _Transient(Exception):
 
 class _Permanent(Exception):
     """A failure that retrying the same URL will not fix."""
+
+
+class _TooSlow(_Permanent):
+    """The server sends too slowly; the part is kept for the next run, the next mirror is tried now."""
 
 
 class _Mismatch(Exception):
@@ -84,6 +134,7 @@ def download(
     *,
     expected_sha256: str | None,
     expected_size: int | None = None,
+    size_cap: int | None = None,
     policy: RetryPolicy = RetryPolicy(),
     show_progress: bool = True,
     desc: str | None = None,
@@ -91,20 +142,25 @@ def download(
     """Download ``dest`` from the first URL that serves the expected bytes.
 
     ``expected_sha256`` is a full hex digest, a hex prefix, or None (accept and
-    report the hash: trust on first use).  Raises :class:`WeightsError` naming
-    every URL tried and why it failed; on a hash mismatch nothing is left behind,
-    on a network failure the ``.part`` file is kept so the next run resumes it.
+    report the hash: trust on first use); ``expected_size`` the exact size if
+    known, else ``size_cap`` bounds it (default ``policy.max_unknown_size``).
+    Raises :class:`WeightsError` naming every URL tried and why it failed.  On a
+    hash mismatch or a body longer than the bound nothing is left behind; on a
+    network failure (dropped, timed out, too slow) the ``.part`` file is kept so
+    the next run resumes it; a disagreeing ``Content-Length`` leaves it untouched.
     """
     if not urls:
         raise WeightsError(f"no URL to download {dest.name} from; give a local copy with --weights-override")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
+    if expected_size is not None:
+        bound = SizeBound(expected_size, exact=True)
+    else:
+        bound = SizeBound(size_cap if size_cap is not None else policy.max_unknown_size, exact=False)
     failures: list[str] = []
     for url in urls:
         try:
-            found, size = _fetch_verified(
-                url, part, expected_sha256, expected_size, policy, show_progress, desc or dest.name
-            )
+            found, size = _fetch_verified(url, part, expected_sha256, bound, policy, show_progress, desc or dest.name)
         except _Mismatch as mismatch:
             expected = _describe(expected_sha256, expected_size)
             failures.append(f"{url}: sha256 {mismatch.found} ({mismatch.size} bytes), expected {expected}")
@@ -114,7 +170,7 @@ def download(
             continue
         os.replace(part, dest)
         return DownloadResult(dest, found, url, size)
-    kept = f"The partial download {part} is kept and resumed next time." if part.exists() else "Nothing was written."
+    kept = f"The partial download {part} is kept and resumed next time." if part.exists() else "Nothing was kept."
     raise WeightsError(
         f"could not download {dest.name} (expected sha256 {_describe(expected_sha256, expected_size)}): "
         + "; ".join(failures)
@@ -133,7 +189,7 @@ def _fetch_verified(
     url: str,
     part: Path,
     expected_sha256: str | None,
-    expected_size: int | None,
+    bound: SizeBound,
     policy: RetryPolicy,
     show_progress: bool,
     desc: str,
@@ -145,20 +201,22 @@ def _fetch_verified(
     """
     resumed = part.exists() and part.stat().st_size > 0
     for _ in range(2 if resumed else 1):
-        _transfer_with_retries(url, part, policy, show_progress, desc)
+        _transfer_with_retries(url, part, bound, policy, show_progress, desc)
         size = part.stat().st_size
         found = sha256_file(part)
-        if digest_matches(found, expected_sha256) and (expected_size is None or size == expected_size):
+        if digest_matches(found, expected_sha256) and (not bound.exact or size == bound.limit):
             return found, size
         part.unlink()
     raise _Mismatch(found, size)
 
 
-def _transfer_with_retries(url: str, part: Path, policy: RetryPolicy, show_progress: bool, desc: str) -> None:
+def _transfer_with_retries(
+    url: str, part: Path, bound: SizeBound, policy: RetryPolicy, show_progress: bool, desc: str
+) -> None:
     last: Exception | None = None
     for attempt in range(1, max(policy.attempts, 1) + 1):
         try:
-            _transfer(url, part, policy.timeout_s, show_progress, desc)
+            _transfer(url, part, bound, policy, show_progress, desc)
             return
         except _Transient as error:
             last = error
@@ -167,14 +225,21 @@ def _transfer_with_retries(url: str, part: Path, policy: RetryPolicy, show_progr
     raise _Transient(f"{last} (gave up after {policy.attempts} attempts)")
 
 
-def _transfer(url: str, part: Path, timeout_s: float, show_progress: bool, desc: str) -> None:
-    """One HTTP request: append to ``part`` on 206, rewrite it on 200; classify failures."""
+def _transfer(url: str, part: Path, bound: SizeBound, policy: RetryPolicy, show_progress: bool, desc: str) -> None:
+    """One HTTP request: append to ``part`` on 206, rewrite it on 200; classify failures.
+
+    Never more than ``bound`` bytes in ``part`` and never slower than ``policy`` allows (see the module).
+    """
+    started = time.monotonic()
     offset = part.stat().st_size if part.exists() else 0
+    if offset > bound.limit:
+        part.unlink()  # longer than the file can be: not a prefix of it
+        offset = 0
     request = urllib.request.Request(url, headers={"User-Agent": "emogen-bench", "Accept-Encoding": "identity"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 - URLs come from the registry
+        response = urllib.request.urlopen(request, timeout=policy.timeout_s)  # noqa: S310 - URLs come from the registry
     except urllib.error.HTTPError as error:
         error.close()
         if error.code == 416 and offset:
@@ -195,12 +260,12 @@ def _transfer(url: str, part: Path, timeout_s: float, show_progress: bool, desc:
         start = offset if resuming else 0
         length_header = response.headers.get("Content-Length", "")
         remaining = int(length_header) if length_header.isdigit() else None
+        _check_announced(start, remaining, bound)
         try:
             out = open(part, "ab" if resuming else "wb")
         except OSError as error:
             problem = error.strerror or error
             raise WeightsError(f"cannot write {part}: {problem}; check the folder's permissions") from None
-        received = 0
         with out, tqdm(
             desc=desc,
             total=None if remaining is None else start + remaining,
@@ -212,21 +277,64 @@ def _transfer(url: str, part: Path, timeout_s: float, show_progress: bool, desc:
             leave=False,
             dynamic_ncols=True,
         ) as bar:
-            while True:
-                try:
-                    chunk = response.read(_CHUNK)
-                except (OSError, http.client.HTTPException) as error:
-                    raise _Transient(f"connection lost after {received} bytes: {_reason(error)}") from None
-                if not chunk:
-                    break
-                try:
-                    out.write(chunk)
-                except OSError as error:
-                    raise WeightsError(f"cannot write {part}: {error.strerror or error} (disk full?)") from None
-                received += len(chunk)
-                bar.update(len(chunk))
+            received = _copy_body(response, out, part, bound.limit - start, policy, started, bar.update)
+        if received is None:
+            part.unlink()
+            raise _Permanent(f"the server sent more than {bound.describe()}; stopped reading and removed {part.name}")
         if remaining is not None and received < remaining:
             raise _Transient(f"connection closed after {received} of {remaining} bytes")
+
+
+def _check_announced(start: int, remaining: int | None, bound: SizeBound) -> None:
+    """Refuse, before reading, a response whose ``Content-Length`` cannot be the expected file."""
+    if remaining is None:
+        return
+    total = start + remaining
+    if total == bound.limit or (total < bound.limit and not bound.exact):
+        return
+    after = f" after the {start:,} bytes already here" if start else ""
+    raise _Permanent(
+        f"the server announces a file of {total:,} bytes (Content-Length {remaining:,}{after}), not "
+        f"{'' if bound.exact else 'more than '}{bound.describe()}; refused before reading"
+    )
+
+
+def _copy_body(
+    response: http.client.HTTPResponse,
+    out: BinaryIO,
+    part: Path,
+    allowed: int,
+    policy: RetryPolicy,
+    started: float,
+    advance: Callable[[int], object],
+) -> int | None:
+    """Copy the body into ``out``: the bytes received, or None once it runs past ``allowed`` bytes.
+
+    ``read1`` returns what one socket read brings, so a trickling server cannot hold a read for long and
+    the rate is checked after each (``_TooSlow``).
+    """
+    received = 0
+    while True:
+        try:
+            chunk = response.read1(_CHUNK)
+        except (OSError, http.client.HTTPException) as error:
+            raise _Transient(f"connection lost after {received} bytes: {_reason(error)}") from None
+        if not chunk:
+            return received
+        if received + len(chunk) > allowed:
+            return None
+        try:
+            out.write(chunk)
+        except OSError as error:
+            raise WeightsError(f"cannot write {part}: {error.strerror or error} (disk full?)") from None
+        received += len(chunk)
+        advance(len(chunk))
+        elapsed = time.monotonic() - started
+        if policy.too_slow(elapsed, received):
+            raise _TooSlow(
+                f"too slow: {received:,} bytes in {elapsed:.1f} s, below the minimum average of "
+                f"{policy.min_rate:,.0f} bytes/s after the first {policy.grace_s:g} s (RetryPolicy.min_rate)"
+            )
 
 
 def _reason(error: BaseException) -> str:

@@ -13,6 +13,10 @@ Format (TOML)::
 under its registry name) and a folder for multi-file and Hugging Face snapshot
 artifacts.  For a folder, ``sha256`` is the listing digest printed by
 ``emogen-bench weights verify --json`` (``sha256:<hex>``).
+
+The file is read through :mod:`emogen_bench.safe_read` (a FIFO or device is refused
+unopened; non-UTF-8 or deeply nested TOML is an error), and every problem with it,
+including a ``~user`` that does not exist, is a :class:`UsageError` naming the file.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from emogen_bench.errors import UsageError
+from emogen_bench.safe_read import file_kind
 from emogen_bench.weights.registry import Registry, load_registry, read_toml
 
 _DIGEST = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
@@ -56,9 +61,21 @@ class Overrides:
     @classmethod
     def from_toml(cls, path: str | Path, registry: Registry | None = None) -> Overrides:
         """Read and check an override file against ``registry`` (the shipped one by default)."""
-        path = Path(path).expanduser().absolute()
+        path = expand_user(path, "weights override file").absolute()
         data = read_toml(path, "weights override file")
         return parse_overrides(data, source=path, registry=registry or load_registry())
+
+
+def expand_user(value: str | Path, what: str) -> Path:
+    """``value`` with a leading ``~`` or ``~user`` expanded; :class:`UsageError` naming it when that cannot be done.
+
+    ``Path.expanduser`` raises ``RuntimeError`` for a user that does not exist (or a home it cannot find).
+    """
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        head = str(value).replace("\\", "/").split("/")[0]
+        raise UsageError(f"{what} {value}: cannot expand {head!r} (no such user, or no home folder)") from None
 
 
 def load_overrides(path: str | Path | None, registry: Registry | None = None) -> Overrides:
@@ -89,16 +106,12 @@ def _parse_entry(artifact_id: str, entry: Any, source: Path, registry: Registry)
     if extra:
         raise UsageError(f"{where}: unexpected key(s) {', '.join(extra)}; only path and sha256 are read")
     raw_path = entry.get("path")
-    if not isinstance(raw_path, str) or not raw_path:
-        raise UsageError(f"{where}.path must be a non-empty string")
-    path = Path(raw_path).expanduser()
+    if not isinstance(raw_path, str) or not raw_path or "\0" in raw_path:
+        raise UsageError(f"{where}.path must be a non-empty string (without NUL characters)")
+    path = expand_user(raw_path, f"{where}.path")
     if not path.is_absolute():
         path = source.parent / path
-    spec = registry.get(artifact_id)
-    if not path.exists():
-        raise UsageError(f"{where}.path: {path} does not exist; fix the path or remove the entry")
-    if spec.is_folder and not path.is_dir():
-        raise UsageError(f"{where}.path: {path} must be a folder holding the artifact's files")
+    _check_kind(path, where, folder=registry.get(artifact_id).is_folder)
     digest = entry.get("sha256")
     if digest is not None:
         match = _DIGEST.fullmatch(digest.lower()) if isinstance(digest, str) else None
@@ -106,3 +119,13 @@ def _parse_entry(artifact_id: str, entry: Any, source: Path, registry: Registry)
             raise UsageError(f"{where}.sha256 must be 64 hex digits (optionally prefixed 'sha256:')")
         digest = match.group(1)
     return Override(artifact_id, path, digest, source)
+
+
+def _check_kind(path: Path, where: str, *, folder: bool) -> None:
+    """A folder where the artifact needs one, else a regular file or a folder holding it (a FIFO would hang)."""
+    kind = file_kind(path)
+    if kind == "missing":
+        raise UsageError(f"{where}.path: {path} does not exist; fix the path or remove the entry")
+    if kind not in (None, "a folder") or (folder and kind is None):
+        wanted = "a folder holding the artifact's files" if folder else "a regular file or a folder holding it"
+        raise UsageError(f"{where}.path: {path} is {kind or 'a regular file'}; it must be {wanted}")

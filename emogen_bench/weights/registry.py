@@ -8,19 +8,14 @@ any TOML path (tests point artifacts at a local server that way).
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from emogen_bench import safe_read
 from emogen_bench.errors import UsageError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 PinState = Literal["sha256", "sha256-prefix", "unpinned"]
 #: Pin states of a file, strongest first.
@@ -175,20 +170,19 @@ class Registry:
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:
-    """Parse the TOML file ``path``; :class:`UsageError` naming ``what`` and the file when it fails."""
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except OSError as error:
-        raise UsageError(f"cannot read {what} {path}: {error.strerror or error}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"{what} {path} is not valid TOML: {error}") from None
+    """Parse the TOML file ``path``; :class:`UsageError` naming ``what`` and the file when it fails.
+
+    Read through :mod:`emogen_bench.safe_read`: a FIFO or device is refused unopened, and a file that is
+    too large, not UTF-8 or nested too deeply is an error, not a crash.
+    """
+    return safe_read.read_toml(path, what, UsageError)
 
 
 def load_registry() -> Registry:
     """The registry shipped with the package (``emogen_bench/weights/registry.toml``)."""
+    source = "emogen_bench/weights/registry.toml"
     data = resources.files("emogen_bench.weights").joinpath("registry.toml").read_bytes()
-    return parse_registry(tomllib.loads(data.decode("utf-8")), source="emogen_bench/weights/registry.toml")
+    return parse_registry(safe_read.loads_toml(data, source, "weight registry", UsageError), source=source)
 
 
 def parse_registry(data: Mapping[str, Any], *, source: str) -> Registry:

@@ -10,13 +10,18 @@ Layout of the store folder (``emogen_bench.paths.weights_dir()`` by default)::
                                   snapshot is hashed once, not at every run
 
 ``resolve`` never touches the network; ``fetch`` is the only method that does.
+
+Both JSON files are read through :mod:`emogen_bench.safe_read`.  A damaged ``verified.json``
+(not JSON, not UTF-8, too deep, a FIFO, malformed entries) is only a cache: it is ignored and the
+files are hashed again (a regular file is then rewritten; anything else is left alone).  A damaged
+``recorded.json`` is a :class:`WeightsError` naming it, the first time a record is needed: it holds
+trust-on-first-use hashes that exist nowhere else, so it is never dropped or replaced silently.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -26,13 +31,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from emogen_bench import paths
-from emogen_bench.errors import WeightsError
+from emogen_bench.errors import BenchError, WeightsError
 from emogen_bench.fileio import write_json_atomic
 from emogen_bench.hashing import SHA256_HEX, digest_listing, sha256_file
 from emogen_bench.progress import progress
+from emogen_bench.safe_read import file_kind, read_json
 from emogen_bench.weights.download import RetryPolicy, digest_matches, download
 from emogen_bench.weights.override import Override, Overrides
-from emogen_bench.weights.registry import ArtifactSpec, Registry, load_registry
+from emogen_bench.weights.registry import ArtifactSpec, FileSpec, Registry, load_registry
 
 State = Literal["ok", "missing", "corrupt", "unverified-unpinned", "overridden"]
 Source = Literal["cache", "override", "package"]
@@ -43,6 +49,9 @@ RECORDS_FILE = "recorded.json"
 HASH_CACHE_FILE = "verified.json"
 HF_CACHE_FOLDER = "hf"
 _SHA1 = re.compile(r"[0-9a-f]{40}")
+#: A download of a file whose exact size the registry does not record stops at this many times its rough size.
+ROUGH_SIZE_FACTOR = 2
+Records = dict[str, dict[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -203,14 +212,54 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; an absent or unreadable file reads as empty (it is only a cache/record)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except (OSError, ValueError):
+def _records_problem(document: Any) -> str | None:
+    """What is wrong with a parsed ``recorded.json`` (``{"artifacts": {id: {file: {"sha256": hex}}}}``), if anything."""
+    if not isinstance(document, dict):
+        return "it is not a JSON object"
+    artifacts = document.get("artifacts", {})
+    if not isinstance(artifacts, dict):
+        return "its 'artifacts' is not an object"
+    for artifact_id, files in artifacts.items():
+        if not isinstance(files, dict):
+            return f"artifacts.{artifact_id} is not an object"
+        for name, entry in files.items():
+            digest = entry.get("sha256") if isinstance(entry, dict) else None
+            if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
+                return f"artifacts.{artifact_id}.{name} has no sha256 of 64 lower-case hex digits"
+    return None
+
+
+def load_records(path: Path) -> Records:
+    """The hashes recorded at first fetch (empty when the file does not exist); :class:`WeightsError` if damaged."""
+    if file_kind(path) == "missing":
         return {}
-    return document if isinstance(document, dict) else {}
+    fix = (
+        "It holds the sha256s recorded at the first verified fetch of unpinned and prefix-pinned files, so it is "
+        "not replaced: restore it from a backup, or move it aside, delete the affected artifacts' files and fetch "
+        "them again to record new hashes."
+    )
+    try:
+        document = read_json(path, "record of first-fetch hashes", WeightsError)
+    except WeightsError as error:
+        raise WeightsError(f"{error}. {fix}") from None
+    problem = _records_problem(document)
+    if problem is not None:
+        raise WeightsError(f"{path}: the record of first-fetch hashes is damaged: {problem}. {fix}")
+    return document.get("artifacts", {})
+
+
+def _cache_entry_ok(entry: Any) -> bool:
+    """True for a well-formed hash cache entry: integer size and mtime_ns, a hex sha256."""
+    if not isinstance(entry, dict):
+        return False
+    sizes = (entry.get("size"), entry.get("mtime_ns"))
+    digest = entry.get("sha256")
+    return all(type(v) is int for v in sizes) and isinstance(digest, str) and bool(SHA256_HEX.fullmatch(digest))
+
+
+def download_size_cap(spec: FileSpec) -> int | None:
+    """The most bytes a download of ``spec`` may bring when its exact size is unknown: twice its rough size."""
+    return None if spec.size is not None or spec.approx_size is None else ROUGH_SIZE_FACTOR * spec.approx_size
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -233,14 +282,19 @@ class _HashCache:
 
     @classmethod
     def load(cls, path: Path) -> _HashCache:
-        entries = _read_json(path).get("files", {})
-        return cls(path, entries if isinstance(entries, dict) else {})
+        """The cache in ``path``; empty when it is absent or damaged (the files are then hashed again)."""
+        try:
+            document = read_json(path, "hash cache", WeightsError) if file_kind(path) != "missing" else {}
+        except WeightsError:
+            document = {}
+        entries = document.get("files", {}) if isinstance(document, dict) else {}
+        return cls(path, {k: v for k, v in entries.items() if _cache_entry_ok(v)} if isinstance(entries, dict) else {})
 
     def sha256(self, file: Path) -> str:
         real = os.path.realpath(file)
         stat = os.stat(real)
         entry = self.entries.get(real)
-        if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        if isinstance(entry, dict) and entry["size"] == stat.st_size and entry["mtime_ns"] == stat.st_mtime_ns:
             return str(entry["sha256"])
         digest = sha256_file(real)
         self.entries[real] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
@@ -248,14 +302,15 @@ class _HashCache:
         return digest
 
     def save(self) -> None:
-        if not self.dirty:
+        """Write the cache back; skipped where that is impossible (a read-only store, a FIFO in its place)."""
+        if not self.dirty or file_kind(self.path) not in (None, "missing"):
             return
         self.entries = {path: entry for path, entry in self.entries.items() if os.path.exists(path)}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.path, {"version": 1, "files": self.entries}, sort_keys=True)
             self.dirty = False
-        except OSError:
+        except (OSError, BenchError):
             pass  # a read-only store only costs re-hashing next time
 
 
@@ -282,7 +337,7 @@ class WeightStore:
         self.registry = registry or load_registry()
         self.retry = retry
         self._hashes = _HashCache.load(self.home / HASH_CACHE_FILE)
-        self._records = _read_json(self.home / RECORDS_FILE).get("artifacts", {})
+        self._loaded_records: Records | None = None  # read at first need: a damaged file is an error only then
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -356,6 +411,7 @@ class WeightStore:
                 folder / file_spec.name,
                 expected_sha256=recorded or file_spec.sha256,
                 expected_size=file_spec.size,
+                size_cap=download_size_cap(file_spec),
                 policy=self.retry,
                 show_progress=show_progress,
                 desc=f"{spec.id}/{file_spec.name}",
@@ -397,10 +453,16 @@ class WeightStore:
 
     # ---- records ----------------------------------------------------------------------------
 
+    @property
+    def _records(self) -> Records:
+        """``recorded.json``'s artifacts, read once (:func:`load_records`: a damaged file is a WeightsError)."""
+        if self._loaded_records is None:
+            self._loaded_records = load_records(self.home / RECORDS_FILE)
+        return self._loaded_records
+
     def _recorded(self, artifact_id: str, name: str) -> str | None:
         entry = self._records.get(artifact_id, {}).get(name)
-        digest = entry.get("sha256") if isinstance(entry, dict) else None
-        return digest if isinstance(digest, str) and SHA256_HEX.fullmatch(digest) else None
+        return str(entry["sha256"]) if entry is not None else None
 
     def _put_record(self, artifact_id: str, name: str, digest: str, *, origin: str) -> None:
         entry = {"sha256": digest, "source": origin, "recorded_at": _utc_now()}
