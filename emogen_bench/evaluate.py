@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -31,13 +32,14 @@ from emogen_bench.features import ARTIFACTS_BY_EXTRACTOR, build_extractors, chec
 from emogen_bench.features.base import FeatureExtractor
 from emogen_bench.features.paper_code import is_paper_code
 from emogen_bench.metrics import MetricValue
+from emogen_bench.metrics.intervals import wilson_interval
 from emogen_bench.pipeline import ExtractionResult, ImageItem, extract, items_from_report, resolve_device
 from emogen_bench.protocols import PAPER_CODE, Protocol, get_protocol
 from emogen_bench.protocols.base import Features, Selection
 from emogen_bench.reference_stats import ReferenceStats, build_hint, load_reference_stats
 from emogen_bench.results import EvaluationResult, environment
 from emogen_bench.submission import ValidationReport, validate_submission
-from emogen_bench.task import METRICS, PROTOCOL
+from emogen_bench.task import EMOTION_NAMES, METRICS, PROTOCOL
 from emogen_bench.weights import WeightStore, open_store
 
 REFERENCE_HINT = "no reference statistics given (--reference-stats); build them once with `{command}`"
@@ -216,6 +218,61 @@ def _decode_values(
     return overall, per_emotion
 
 
+def _confusion_mismatch(key: str, overall: MetricValue, per_emotion: Mapping[str, MetricValue]) -> str | None:
+    """Why an accuracy's cached values disagree with its own 8x8 confusion matrix (``None`` when they agree).
+
+    Emo-A (and its ResNet-50 twin) store the counts they come from: the value, ``n``, the Wilson interval of
+    each scope and each emotion's ``predicted`` row follow from them, so an edited number shows.
+    """
+    try:
+        matrix = np.asarray(overall.extra["confusion"])
+    except ValueError:
+        return f"{key}: the confusion matrix is not a matrix"
+    shape = (len(EMOTION_NAMES),) * 2
+    if matrix.shape != shape or matrix.dtype.kind not in "iu" or (matrix < 0).any() or matrix.sum() == 0:
+        return f"{key}: the confusion matrix is not {shape[0]}x{shape[1]} counts of at least one image"
+    rows = matrix.sum(axis=1)
+    present = {name for name, count in zip(EMOTION_NAMES, rows) if count > 0}
+    if set(per_emotion) != present:
+        return f"{key}: the emotions listed ({sorted(per_emotion)}) are not those the confusion matrix counts"
+    scopes = [("overall", overall, int(np.trace(matrix)), int(matrix.sum()))]
+    for index, name in enumerate(EMOTION_NAMES):
+        if name in present:
+            if per_emotion[name].extra.get("predicted") != matrix[index].tolist():
+                return f"{key} ({name}): the predicted counts are not the confusion matrix's row"
+            scopes.append((name, per_emotion[name], int(matrix[index, index]), int(rows[index])))
+    for scope, value, correct, n in scopes:
+        interval = wilson_interval(correct, n)
+        if (
+            value.n != n or value.value != correct / n or value.ci95 is None
+            or not all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(value.ci95, interval))
+        ):  # fmt: skip
+            return f"{key} ({scope}): {value.value!r} (n={value.n}) is not {correct}/{n} as its confusion matrix says"
+    return None
+
+
+def _cached_values(
+    cache: FeatureCache, key: str
+) -> tuple[dict[str, MetricValue], dict[str, dict[str, MetricValue]]] | None:
+    """The metric values cached under ``key`` if present and consistent; a warning and ``None`` otherwise."""
+    document = cache.get_summary(key)
+    if document is None:
+        return None
+    values = _decode_values(document)
+    if values is None:
+        cache.reject_summary(key, "it does not hold metric values")
+        return None
+    overall, per_emotion = values
+    for metric, value in overall.items():
+        if "confusion" in value.extra:
+            by_emotion = {e: scores[metric] for e, scores in per_emotion.items() if metric in scores}
+            problem = _confusion_mismatch(metric, value, by_emotion)
+            if problem is not None:
+                cache.reject_summary(key, problem)
+                return None
+    return values
+
+
 def _identity_record_key(name: str, digests: Mapping[str, str], protocol: str) -> str:
     """Cache key under which the extractor ``name`` built from ``digests`` for ``protocol`` records its cache key."""
     document = {
@@ -321,12 +378,12 @@ def evaluate(
 
     store: WeightStore | None = None
     used: dict[str, tuple[str, bool]] = {}
+    digests: dict[str, dict[str, str]] = {}
     if extractors is None:
         store = open_store(config.weights_override)
         check_artifacts(names, store)
         digests = {n: {a: store.resolve(a).digest for a in ARTIFACTS_BY_EXTRACTOR[n]} for n in names}
         used = {a: (d, False) for by_artifact in digests.values() for a, d in by_artifact.items()}
-        identity = _recorded_identity(cache, digests, protocol.name)
     else:
         missing = [n for n in names if n not in extractors]
         if missing:
@@ -334,7 +391,11 @@ def evaluate(
         extractors = {n: extractors[n] for n in names}
         _check_variants(extractors, protocol)
         used = {a: (d, e.info.smoke) for e in extractors.values() for a, d in e.info.artifacts.items()}
-        identity = {n: e.info.cache_key for n, e in extractors.items()}
+    cache.ensure_usable()  # before any model is built or the cache read: if unusable, one warning and no cache
+    identity = (
+        _recorded_identity(cache, digests, protocol.name) if extractors is None
+        else {n: e.info.cache_key for n, e in extractors.items()}
+    )  # fmt: skip
 
     def values_key(identity: Mapping[str, str] | None) -> str | None:
         if identity is None or (reference is not None and reference.sha256 is None):
@@ -353,7 +414,7 @@ def evaluate(
 
     started = time.perf_counter()
     key = values_key(identity)
-    cached_values = _decode_values(cache.get_summary(key)) if key is not None else None
+    cached_values = _cached_values(cache, key) if key is not None else None
     timings["metrics_cache_read"] = time.perf_counter() - started
 
     device = str(resolve_device(config.device))
@@ -430,8 +491,16 @@ def fill_cache_for_rank(
     not depend on the other images of its model batch); LPIPS, reduced per
     emotion, is dealt out by emotion.  Returns computed/cached counts per extractor.
     """
-    if not config.cache:
+    if not config.cache or (cache is not None and not cache.enabled):
         raise UsageError("a data-parallel evaluation shares features through the cache: drop --no-cache")
+    cache = cache if cache is not None else FeatureCache(enabled=True)
+    problem = cache.probe()  # before any image is hashed or model built
+    if problem is not None:
+        raise UsageError(
+            f"the feature cache folder {cache.root} cannot be used ({problem}); a data-parallel evaluation hands "
+            "the features of every rank over through it: make it writable, or set EMOGEN_BENCH_HOME to a writable "
+            "folder that every rank shares"
+        )
     protocol = get_protocol(config.protocol)
     report = validate_submission(
         path, per_emotion=config.per_emotion, show_progress=config.show_progress and world.is_main
@@ -446,7 +515,6 @@ def fill_cache_for_rank(
     names = sorted({name for _, group in groups for name in group})
     if extractors is None:
         extractors = build_extractors(names, open_store(config.weights_override), protocol=protocol.name)
-    cache = cache if cache is not None else FeatureCache(enabled=True)
     device = str(resolve_device(world.device(config.device)))
     counts: dict[str, dict[str, int]] = {}
     for files, group in groups:

@@ -39,7 +39,7 @@ from transformers import CLIPModel
 
 import emogen_bench.evaluate as evaluate_module
 import emogen_bench.pipeline as pipeline
-from emogen_bench.cache import FeatureCache
+from emogen_bench.cache import LAYOUT, FeatureCache
 from emogen_bench.config import EvalConfig
 from emogen_bench.errors import ExitCode, WeightsError
 from emogen_bench.evaluate import InvalidSubmissionError, evaluate
@@ -469,7 +469,7 @@ def test_features_cached_metrics_not_recomputes_the_maths_without_reading_an_ima
 ) -> None:
     """A damaged or removed metric-values entry is a miss: the maths runs again on the cached features."""
     cache_root = e2e_evaluation.home / "features"
-    entries = [p for p in (cache_root / "v1" / "summaries").rglob("metrics-*.json")]
+    entries = [p for p in (cache_root / LAYOUT / "summaries").rglob("metrics-*.json")]
     assert entries
     saved = {p: p.read_bytes() for p in entries}
     try:

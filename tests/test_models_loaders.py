@@ -606,7 +606,8 @@ def test_a_checkpoint_that_would_run_code_is_named_as_such_not_as_damaged(tmp_pa
     marker = tmp_path / "pwned"
     path = tmp_path / "resnet.pth"
     torch.save({"state_dict": _Evil(marker)}, path, _use_new_zipfile_serialization=not legacy)
-    with pytest.raises(WeightsError, match=r"(?i)objects beyond tensors and plain values \(.*unsupported global.*system") as info:
+    refusal = r"(?i)objects beyond tensors and plain values \(.*unsupported global.*system"
+    with pytest.raises(WeightsError, match=refusal) as info:
         load_torch_file(path, what="ResNet-50")
     assert "truncated" not in str(info.value) and str(path) in str(info.value)
     assert not marker.exists()
