@@ -266,6 +266,13 @@ def fill_reference_cache_for_rank(
     cache = cache if cache is not None else FeatureCache()
     if not cache.enabled:
         raise UsageError("data-parallel reference statistics share the features through the cache: drop --no-cache")
+    problem = cache.probe()  # before any image is read: the ranks hand their features over through it
+    if problem is not None:
+        raise UsageError(
+            f"the feature cache folder {cache.root} cannot be used ({problem}); data-parallel reference statistics "
+            "hand every rank's features over through it: make it writable, or set EMOGEN_BENCH_HOME to a writable "
+            "folder that every rank shares"
+        )
     root = Path(emoset_root)
     items = world.shard(_reference_items(select_rows(load_index(index_dir), split), root, Path(index_dir)))
     if items:

@@ -458,3 +458,17 @@ def test_cli_build_passes_every_option_to_the_api(reference: Reference, tmp_path
     with pytest.raises(UsageError, match="already exists"):
         _cli(argv)
     assert _cli([*argv, "--overwrite", "--no-cache"]) == 0
+
+
+def test_a_data_parallel_build_refuses_an_unusable_cache_before_reading_images(
+    reference: Reference, tmp_path: Path
+) -> None:
+    from emogen_bench.distributed import World
+    from emogen_bench.reference_stats import fill_reference_cache_for_rank
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match=r"feature cache folder .*a-file.* cannot be used"):
+        fill_reference_cache_for_rank(reference.index, reference.root, extractor=ToyInception(),  # type: ignore[arg-type]
+                                      world=World(0, 2, 0), cache=FeatureCache(root=blocker), device="cpu")  # fmt: skip
+    assert blocker.read_text() == "x"
