@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ from emogen_bench.hashing import SHA256_HEX, sha256_bytes
 from emogen_bench.metrics.intervals import group_ids
 from emogen_bench.metrics.pairwise import PairwiseAccumulator, PairwiseSummary
 from emogen_bench.progress import progress
+from emogen_bench.safe_read import file_kind
 from emogen_bench.task import EMOTION_IDS, METRICS
 
 #: The extractor whose features are reduced to per-emotion all-pairs summaries instead of returned.
@@ -57,21 +58,29 @@ LPIPS = "lpips"
 #: The output of the LPIPS extractor that the all-pairs identity is applied to.
 LPIPS_OUTPUT = "phi"
 
+#: Where an image comes from, which decides whose fault a file that cannot be read is: EmoSet, the
+#: reference data (:class:`DataError`, exit 4), or a validated submission (:class:`InvalidInputError`, exit 1).
+ImageSource = Literal["emoset", "submission"]
+
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One image to score: its file, its path relative to the set's root (posix), content hash and emotion."""
+    """One image to score: its file, its path relative to the set's root (posix), content hash, emotion, and
+    where it comes from (EmoSet unless said otherwise; :func:`items_from_report` says ``"submission"``)."""
 
     path: Path
     relpath: str
     sha256: str
     emotion: str
+    source: ImageSource = "emoset"
 
     def __post_init__(self) -> None:
         if self.emotion not in EMOTION_IDS:
             raise ValueError(f"{self.relpath}: unknown emotion {self.emotion!r}")
         if not SHA256_HEX.fullmatch(self.sha256):
             raise ValueError(f"{self.relpath}: {self.sha256!r} is not a sha256 (64 lower-case hex digits)")
+        if self.source not in ("emoset", "submission"):
+            raise ValueError(f"{self.relpath}: unknown image source {self.source!r} (emoset or submission)")
 
 
 def canonical_key(item: ImageItem) -> tuple[int, str]:
@@ -83,7 +92,7 @@ def items_from_report(report: Any) -> list[ImageItem]:
     """The images of a validated submission (a ``ValidationReport``), in canonical order."""
     items = [
         ImageItem(path=Path(report.path) / entry.path, relpath=entry.path, sha256=entry.sha256,
-                  emotion=entry.path.split("/", 1)[0])
+                  emotion=entry.path.split("/", 1)[0], source="submission")
         for entry in report.manifest
     ]
     return sorted(items, key=canonical_key)
@@ -132,24 +141,38 @@ def decode_image(data: bytes) -> np.ndarray:
         return np.array(rgb, dtype=np.uint8)
 
 
-def read_image(path: Path, sha256: str) -> np.ndarray:
-    """Read ``path`` once, check its bytes still hash to ``sha256``, decode it; errors name the file."""
+def read_image(path: Path, sha256: str, source: ImageSource = "emoset") -> np.ndarray:
+    """Read ``path`` once, check its bytes still hash to ``sha256``, decode it; errors name the file.
+
+    The file was listed before (validated, or indexed): one that is now missing, not a regular file
+    (refused by type before it is opened), unreadable, changed or undecodable is a :class:`DataError`
+    for EmoSet and an :class:`InvalidInputError` for a submission (see :data:`ImageSource`).
+    """
+    submission = source == "submission"
+    error = InvalidInputError if submission else DataError
+    since = "after validation" if submission else "after it was listed"
+    again = (
+        "Validate the submission again" if submission
+        else "Re-create the EmoSet index with `emogen-bench data prepare`"
+    )  # fmt: skip
+    kind = file_kind(path)
+    if kind is not None and kind != "missing" and not kind.startswith("unreadable"):
+        raise error(f"{path} became {kind} {since}, not a regular file; refused without opening it. {again}")
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{path} is missing; it was listed (validated or indexed) but is no longer there") from None
-    except OSError as error:
-        raise DataError(f"{path} cannot be read: {error.strerror or error}") from None
+        raise error(f"{path} is missing: it was {'validated' if submission else 'indexed'} but is no longer there. "
+                    f"{again}") from None  # fmt: skip
+    except OSError as problem:
+        raise error(f"{path} became unreadable {since}: {problem.strerror or problem}. {again}") from None
     actual = sha256_bytes(data)
     if actual != sha256:
-        raise DataError(
-            f"{path} changed after it was listed: its sha256 is {actual}, the listing recorded {sha256}. "
-            "Validate the submission again (or re-create the EmoSet index with `emogen-bench data prepare`)"
-        )
+        recorded = "validation recorded" if submission else "the listing recorded"
+        raise error(f"{path} changed {since}: its sha256 is {actual}, {recorded} {sha256}. {again}")
     try:
         return decode_image(data)
-    except Exception as error:  # noqa: BLE001 - PIL raises many types for a bad file; all mean "not an image"
-        raise DataError(f"{path} cannot be decoded as an image ({type(error).__name__}: {error})") from None
+    except Exception as problem:  # noqa: BLE001 - PIL raises many types for a bad file; all mean "not an image"
+        raise error(f"{path} cannot be decoded as an image ({type(problem).__name__}: {problem}). {again}") from None
 
 
 @dataclass(frozen=True)
@@ -160,6 +183,7 @@ class _Work:
     path: Path
     sha256: str
     needs: tuple[str, ...]
+    source: ImageSource = "emoset"
 
 
 class _ImageDataset(torch.utils.data.Dataset):
@@ -175,7 +199,7 @@ class _ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[int, dict[str, torch.Tensor] | BenchError]:
         work = self.work[index]
         try:
-            image = read_image(work.path, work.sha256)
+            image = read_image(work.path, work.sha256, work.source)
         except BenchError as error:  # returned, not raised: the main process raises it with a clean message
             return work.position, error
         return work.position, {name: self.preprocessors[name](image) for name in work.needs}
@@ -356,8 +380,9 @@ def extract(
     ``extractors`` maps names to extractors (``"lpips"`` is reduced to
     per-emotion summaries, see :class:`ExtractionResult`); they are moved to
     ``device``.  Images identical in content are computed once.  Raises
-    :class:`DataError` naming a file that is missing, changed since it was
-    listed, or not decodable; features computed before the error stay cached.
+    :class:`DataError` (EmoSet) or :class:`InvalidInputError` (a submission's
+    image; see :func:`read_image`) naming a file that is missing, changed since
+    it was listed, or not decodable; features computed before the error stay cached.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch size must be a positive integer (got {batch_size!r})")
@@ -394,7 +419,8 @@ def extract(
         lpips = _plan_lpips(canon, extractors[LPIPS].info, lpips_groups, cache, clock, needs, counts[LPIPS])
 
     work = [
-        _Work(position, canon[position].path, canon[position].sha256, tuple(sorted(needs[position])))
+        _Work(position, canon[position].path, canon[position].sha256, tuple(sorted(needs[position])),
+              canon[position].source)
         for position in sorted(needs)
     ]
     if work:
@@ -534,7 +560,7 @@ def score_pairs(
     started = time.perf_counter()
     target = resolve_device(device)
     needed = sorted({int(i) for chosen in pairs.values() for i in np.asarray(chosen).ravel()})
-    images = {i: read_image(files[i].path, files[i].sha256) for i in needed}
+    images = {i: read_image(files[i].path, files[i].sha256, files[i].source) for i in needed}
     lpips_values: dict[str, np.ndarray] = {}
     clip_values: dict[str, np.ndarray] = {}
     if lpips_model is not None:

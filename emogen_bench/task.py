@@ -68,6 +68,9 @@ class SubmissionPolicy:
     #: Smallest accepted side in pixels; protocol preprocessing never upsamples
     #: by more than 2x from here (LPIPS works at 512, CLIP at 224, Inception at 299).
     min_side: int = 256
+    #: Largest accepted side in pixels, checked from the header before any pixel is decoded: a small
+    #: file may declare a huge image (a 490 KB PNG of 13000x13000 decodes to 500 MB).
+    max_side: int = 4096
     #: Accepted PIL modes.  8-bit RGB is the norm; 8-bit grayscale is accepted
     #: (converted to RGB, with a warning).  Alpha, palette, 16-bit, float and CMYK
     #: modes are refused: the benchmark will not guess a background or a palette.

@@ -4,7 +4,9 @@ loader settings and item order, resumable through the cache, LPIPS equal to brut
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -17,7 +19,7 @@ from torch import nn
 
 from emogen_bench import pipeline
 from emogen_bench.cache import FeatureCache
-from emogen_bench.errors import DataError, UsageError
+from emogen_bench.errors import DataError, ExitCode, InvalidInputError, UsageError
 from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
 from emogen_bench.hashing import sha256_file
 from emogen_bench.pipeline import (
@@ -143,10 +145,10 @@ def decode_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], 
     log.touch()
     real = pipeline.read_image
 
-    def counted(path: Path, sha256: str) -> np.ndarray:
+    def counted(path: Path, sha256: str, source: pipeline.ImageSource = "emoset") -> np.ndarray:
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(f"{path}\n")
-        return real(path, sha256)
+        return real(path, sha256, source)
 
     monkeypatch.setattr(pipeline, "read_image", counted)
 
@@ -410,6 +412,73 @@ def test_missing_and_undecodable_files_are_errors_naming_them(items: list[ImageI
     with pytest.raises(DataError, match="cannot be decoded") as raised:
         run([item], toy_set(), no_cache(tmp_path))
     assert str(broken) in str(raised.value)
+
+
+def _validated_items(root: Path) -> list[ImageItem]:
+    """The items of a real validated submission (the synthetic example, 2 images per emotion)."""
+    from emogen_bench.submission import validate_submission, write_example_submission
+
+    write_example_submission(root, per_emotion=2, size=256)
+    return items_from_report(validate_submission(root, per_emotion=2, show_progress=False))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_submission_image_changed_after_validation_is_invalid_input(tmp_path: Path, num_workers: int) -> None:
+    items = [item for item in _validated_items(tmp_path / "sub") if item.emotion in EMOTIONS]
+    assert {item.source for item in items} == {"submission"}
+    changed = items[3]
+    Image.new("RGB", (9, 9), (1, 2, 3)).save(changed.path, format="PNG")
+    with pytest.raises(InvalidInputError, match="changed after validation") as raised:
+        run(items, toy_set(), no_cache(tmp_path), num_workers=num_workers)
+    assert str(changed.path) in str(raised.value) and "Validate the submission again" in str(raised.value)
+    assert raised.value.exit_code == ExitCode.INVALID
+
+
+def _read_guarded(path: Path, sha256: str, source: pipeline.ImageSource) -> BaseException | None:
+    """What ``read_image`` raises, from a thread joined with a guard: reading a FIFO must not block forever."""
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            pipeline.read_image(path, sha256, source)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=30)  # a guard against blocking forever, not a timing test
+    assert outcome, f"reading {path} blocked"
+    return outcome[0]
+
+
+@pytest.mark.parametrize(
+    ("source", "error", "exit_code"),
+    [("submission", InvalidInputError, ExitCode.INVALID), ("emoset", DataError, ExitCode.DATA)],
+)
+def test_files_gone_bad_after_listing_are_errors_of_their_source(
+    tmp_path: Path, source: pipeline.ImageSource, error: type[Exception], exit_code: ExitCode
+) -> None:
+    since = "after validation" if source == "submission" else "after it was listed"
+    image = tmp_path / "0000.png"
+    Image.new("RGB", (9, 9), (1, 2, 3)).save(image, format="PNG")
+    sha256 = sha256_file(image)
+    assert pipeline.read_image(image, sha256, source).shape == (9, 9, 3)
+    image.write_bytes(image.read_bytes() + b"more")
+    changed = _read_guarded(image, sha256, source)
+    assert isinstance(changed, error) and f"{image} changed {since}" in str(changed)
+    image.unlink()
+    missing = _read_guarded(image, sha256, source)
+    assert isinstance(missing, error) and f"{image} is missing" in str(missing)
+    os.mkfifo(image)
+    fifo = _read_guarded(image, sha256, source)
+    assert isinstance(fifo, error) and f"{image} became a FIFO (named pipe) {since}" in str(fifo)
+    assert error.exit_code == exit_code  # type: ignore[attr-defined]
+
+
+def test_an_unknown_image_source_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown image source 'elsewhere'"):
+        ImageItem(tmp_path / "a.png", "awe/a.png", "0" * 64, "awe", "elsewhere")  # type: ignore[arg-type]
 
 
 def test_extractor_outputs_must_match_their_declaration(items: list[ImageItem], tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_submission_validate import jpeg_cut_with_end_marker, png_declaring
 
 from emogen_bench.cli import main
 from emogen_bench.submission import write_example_submission
@@ -116,3 +117,34 @@ def test_validate_through_a_subprocess(example: Path, tmp_path: Path) -> None:
 
     usage = _run_module("validate", str(tmp_path / "absent"))
     assert usage.returncode == 2 and "does not exist" in usage.stderr and "Traceback" not in usage.stderr
+
+
+HOSTILE: dict[str, tuple[str, bytes, str]] = {
+    "submission.json nested 100000 deep": (
+        "submission.json", b'{"method": "m", "notes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "bad-metadata"
+    ),
+    "submission.json with a 401-digit guidance": (
+        "submission.json", b'{"method": "m", "guidance": 1' + b"0" * 400 + b"}", "bad-metadata"
+    ),
+    "submission.json with a lone surrogate": ("submission.json", b'{"method": "\\udfff"}', "bad-metadata"),
+    "a PNG holding 3 of 256 rows": ("fear/0000.png", png_declaring(256, 256, rows=3), "truncated"),
+    "a JPEG cut at a third, end marker appended": ("fear/0000.png", jpeg_cut_with_end_marker(), "truncated"),
+    "a 13000x13000 PNG": ("fear/0000.png", png_declaring(13000, 13000, rows=1), "too-large"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_validate_hostile_input_exits_1_naming_the_file(
+    example: Path, capfd: pytest.CaptureFixture[str], name: str
+) -> None:
+    rel, data, code = HOSTILE[name]
+    if rel.endswith(".png"):
+        (example / rel).unlink()
+        (example / "submission.json").unlink()  # its seeds name the image replaced
+        if data.startswith(b"\xff\xd8"):
+            rel = rel.removesuffix(".png") + ".jpg"
+    (example / rel).write_bytes(data)
+    assert main(["validate", str(example), "--per-emotion", "2", "--json", "-q"]) == 1
+    out, err = capfd.readouterr()
+    assert [(p["code"], p["path"]) for p in json.loads(out)["problems"]] == [(code, rel)]
+    assert err == ""  # no traceback, no warning

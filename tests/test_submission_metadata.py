@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -207,5 +208,44 @@ def test_read_names_the_file_and_the_key(tmp_path: Path) -> None:
     path.write_text('{"method": "m", "steps": "fifty"}')
     with pytest.raises(InvalidInputError, match=r"submission\.json.*steps"):
         read_metadata(path)
-    with pytest.raises(UsageError, match="cannot read"):
+    with pytest.raises(UsageError, match=r"absent\.json: no such submission metadata file"):
         read_metadata(tmp_path / "absent.json")
+
+
+HOSTILE_JSON: dict[str, tuple[bytes, str]] = {
+    "nested 100 deep": (b'{"method": "m", "notes": ' + b"[" * 100 + b"]" * 100 + b"}", "nested more than 64 levels"),
+    "nested 100000 deep": (b'{"method": "m", "notes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested"),
+    "a 31-digit integer": (b'{"method": "m", "steps": 1' + b"0" * 30 + b"}", "integer too large (31 digits)"),
+    "a 401-digit guidance": (b'{"method": "m", "guidance": 1' + b"0" * 400 + b"}", "integer too large (401 digits)"),
+    "a 5000-digit seed": (b'{"method": "m", "seeds": {"awe/0.png": ' + b"7" * 5000 + b"}}", "not valid JSON"),
+    "a lone surrogate in the method": (b'{"method": "\\ud800"}', "lone surrogate"),
+    "a lone surrogate in a seed path": (b'{"method": "m", "seeds": {"awe/\\udc00.png": 1}}', "lone surrogate"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_JSON))
+def test_hostile_json_is_one_error_issue_not_a_crash(name: str) -> None:
+    data, fragment = HOSTILE_JSON[name]
+    metadata, issues = parse_metadata_json(data)
+    assert metadata is None
+    (issue,) = issues
+    assert issue.key is None and issue.severity == "error" and fragment in issue.message
+    assert issue.message.startswith("the file ")  # the caller puts the file's own name in front
+
+
+def test_many_repeated_keys_are_one_short_error() -> None:
+    seeds = ", ".join(f'"awe/{index:05d}.png": {index}' for index in range(5000))
+    metadata, issues = parse_metadata_json(f'{{"method": "m", "seeds": {{{seeds}, {seeds}}}}}'.encode())
+    assert metadata is None
+    (issue,) = issues
+    assert "duplicate key(s) 'awe/00000.png'" in issue.message and "each key may appear once" in issue.message
+    assert len(issue.message) < 300  # names a few of the keys, not all 5000
+
+
+def test_read_refuses_special_files_by_type_without_opening_them(tmp_path: Path) -> None:
+    fifo = tmp_path / "submission.json"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match=r"submission\.json: the submission metadata file is a FIFO \(named pipe\)"):
+        read_metadata(fifo)
+    with pytest.raises(UsageError, match="/dev/null: the submission metadata file is a character device"):
+        read_metadata("/dev/null")

@@ -9,6 +9,9 @@ import io
 import json
 import os
 import shutil
+import socket
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -266,6 +269,55 @@ def _corrupt_middle() -> bytes:
     return data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 16]) + data[middle + 16 :]
 
 
+def png_declaring(width: int, height: int, rows: int) -> bytes:
+    """An 8-bit RGB PNG whose header says ``width`` x ``height`` and whose pixel stream holds ``rows`` rows.
+
+    Every chunk checksum is right and IEND is there: only the row count can give it away.
+    """
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    line = b"\x00" + bytes((7 * i) % 251 for i in range(3 * width))  # filter byte 0, then the samples
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    stream = zlib.compress(line * rows)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
+
+
+@functools.cache
+def noise_jpeg(seed: int = 0, **options: object) -> bytes:
+    """A 256x256 JPEG of noise (most of the file is the coded scan); ``options`` go to Pillow's encoder."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", **options)
+    return buffer.getvalue()
+
+
+def jpeg_cut_with_end_marker(fraction: float = 1 / 3, **options: object) -> bytes:
+    """A noise JPEG cut after ``fraction`` of its bytes, an end-of-image marker appended: Pillow decodes it."""
+    data = noise_jpeg(**options)
+    return data[: int(len(data) * fraction)] + b"\xff\xd9"
+
+
+def _recompressed_copy(source: str, target: str) -> Breakage:
+    """A breakage that saves the pixels of ``source`` again at ``target``: other bytes, the same pixels."""
+
+    def apply(root: Path, outside: Path) -> None:
+        with Image.open(root / source) as image:
+            image.save(root / target, format="PNG", compress_level=1)
+        assert (root / target).read_bytes() != (root / source).read_bytes()
+
+    return apply
+
+
+def _socket_at(rel: str) -> Breakage:
+    def apply(root: Path, outside: Path) -> None:
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(root / rel))
+
+    return apply
+
+
 def _make_file_named_emotion(root: Path, outside: Path) -> None:
     shutil.rmtree(root / "amusement")
     (root / "amusement").write_bytes(b"")
@@ -299,6 +351,10 @@ BREAKAGES: dict[str, tuple[Breakage, list[tuple[str, str]]]] = {
     "truncated-png-last-byte": _put(PNG, _truncated(lambda n: n - 1), "truncated"),
     "truncated-png-no-iend": _put(PNG, _truncated(lambda n: n - 12), "truncated"),
     "truncated-jpeg": _put(JPG, _truncated(lambda n: n - 1, "JPEG"), "truncated", replaces=PNG),
+    "png-missing-rows": _put(PNG, png_declaring(SIZE, SIZE, rows=3), "truncated"),
+    "png-extra-rows": _put(PNG, png_declaring(SIZE, SIZE, rows=SIZE + 1), "undecodable"),
+    "jpeg-cut-with-end-marker": _put(JPG, jpeg_cut_with_end_marker(), "truncated", replaces=PNG),
+    "too-large": _put(PNG, png_declaring(SUBMISSION.max_side + 1, SIZE, rows=SIZE), "too-large"),
     "unsupported-extension": (
         lambda root, _: (root / PNG).rename(root / "excitement" / "0000.webp"),
         [("too-few-images", "excitement"), ("unsupported-format", "excitement/0000.webp")],
@@ -317,6 +373,10 @@ BREAKAGES: dict[str, tuple[Breakage, list[tuple[str, str]]]] = {
         lambda root, _: shutil.copyfile(root / "amusement" / "0000.png", root / "awe" / "0001.png"),
         [("duplicate", "awe/0001.png")],
     ),
+    "same-pixels-other-bytes": (
+        _recompressed_copy("amusement/0000.png", "awe/0001.png"),
+        [("duplicate", "awe/0001.png")],
+    ),
     "symlink-to-image-inside": (
         _link("awe/0001.png", lambda root, _: root / "amusement" / "0000.png", replace=True),
         [("duplicate", "awe/0001.png")],
@@ -331,6 +391,7 @@ BREAKAGES: dict[str, tuple[Breakage, list[tuple[str, str]]]] = {
     "stray-file-in-emotion": _put("contentment/prompt.txt", b"a prompt", "stray-file"),
     "stray-file-top-level": _put("README.txt", b"hello", "stray-file"),
     "stray-fifo": (lambda root, _: os.mkfifo(root / "fear" / "pipe.png"), [("stray-file", "fear/pipe.png")]),
+    "stray-socket": (_socket_at("fear/socket.png"), [("stray-file", "fear/socket.png")]),
     "bad-filename": (
         _write("contentment/bad\nname.png", _image_bytes(99)),
         [("bad-filename", "contentment/bad\\nname.png")],
@@ -341,6 +402,7 @@ BREAKAGES: dict[str, tuple[Breakage, list[tuple[str, str]]]] = {
         "submission.json", json.dumps({"method": "m", "seeds": {"awe/9999.png": 1}}).encode(), "bad-metadata"
     ),
     "metadata-is-a-folder": (lambda root, _: (root / "submission.json").mkdir(), [("bad-metadata", "submission.json")]),
+    "metadata-is-a-fifo": (lambda root, _: os.mkfifo(root / "submission.json"), [("bad-metadata", "submission.json")]),
 }
 
 

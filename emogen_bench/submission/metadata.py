@@ -3,7 +3,9 @@
 The file is optional; when present it is validated field by field so that a
 typo or a wrong type is caught before results are published.  Every check is a
 pure function over the parsed JSON document; reading and writing the file are
-the only I/O here.  The schema is documented in ``docs/submission.md``.
+the only I/O here.  The file is read and parsed by :mod:`emogen_bench.safe_read`
+(a regular file only, bounded size, depth and integers, no repeated key, no lone
+surrogate).  The schema is documented in ``docs/submission.md``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from emogen_bench.errors import InvalidInputError, UsageError
+from emogen_bench.errors import BenchError, InvalidInputError, UsageError
 from emogen_bench.fileio import write_atomic
+from emogen_bench.safe_read import loads_json, read_bytes
 from emogen_bench.task import EMOTION_NAMES, SUBMISSION
 
 SCHEMA_VERSION = 1
@@ -227,44 +230,32 @@ def parse_metadata(document: object) -> tuple[SubmissionMetadata | None, list[Me
     return SubmissionMetadata(**known), issues
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    repeated = sorted({key for key in keys if keys.count(key) > 1})
-    if repeated:
-        raise ValueError(f"duplicate key(s) {', '.join(map(repr, repeated))}: each key may appear once")
-    return dict(pairs)
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON; write a finite number")
+#: How :func:`parse_metadata_json` names the document to :func:`~emogen_bench.safe_read.loads_json`; the
+#: prefix is dropped from its messages, which the caller puts after the file's own name.
+_SOURCE = "submission.json"
 
 
 def parse_metadata_json(data: bytes) -> tuple[SubmissionMetadata | None, list[MetadataIssue]]:
-    """Parse the bytes of a ``submission.json`` (UTF-8, optional BOM) and check them.
+    """Parse the bytes of a ``submission.json`` (UTF-8, optional BOM) and check them; never raises for bad bytes.
 
-    Invalid JSON, duplicate keys and NaN/Infinity are reported as one error issue.
+    What :func:`~emogen_bench.safe_read.loads_json` refuses (invalid JSON or UTF-8, a repeated key,
+    NaN/Infinity, nesting deeper than 64, an integer beyond 64 bits, a lone surrogate) is one error issue.
     """
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        return None, [MetadataIssue(None, "error", f"is not UTF-8 text ({error.reason} at byte {error.start})")]
-    try:
-        document = json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
-        where = f"line {error.lineno}, column {error.colno}"
-        return None, [MetadataIssue(None, "error", f"is not valid JSON: {error.msg} ({where})")]
-    except ValueError as error:
-        return None, [MetadataIssue(None, "error", f"is not valid JSON: {error}")]
+        document = loads_json(data, _SOURCE, "file", InvalidInputError)
+    except BenchError as error:
+        return None, [MetadataIssue(None, "error", str(error).removeprefix(f"{_SOURCE}: "))]
     return parse_metadata(document)
 
 
 def read_metadata(path: str | Path) -> SubmissionMetadata:
-    """Read and check a ``submission.json``; raises :class:`InvalidInputError` naming the file."""
+    """Read and check a ``submission.json``; raises :class:`InvalidInputError` naming the file.
+
+    A path that is missing, unreadable, too large or not a regular file (a FIFO, a device: refused by
+    type before it is opened) is a :class:`UsageError`.
+    """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror or error}") from None
+    data = read_bytes(path, "submission metadata file", UsageError)
     metadata, issues = parse_metadata_json(data)
     errors = [str(issue) for issue in issues if issue.severity == "error"]
     if errors:
