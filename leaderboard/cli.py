@@ -16,7 +16,7 @@ from emogen_bench.errors import ExitCode, UsageError
 from emogen_bench.fileio import write_atomic
 from emogen_bench.protocols import PROTOCOLS
 from emogen_bench.results import read_results
-from leaderboard.entries import entry_from_results, load_entries, store_entry
+from leaderboard.entries import check_entry_options, entry_from_results, load_entries, store_entry
 from leaderboard.tables import render_csv, render_markdown
 
 DEFAULT_ENTRIES = Path("leaderboard/entries")
@@ -48,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add.add_argument("results", type=Path, metavar="RESULTS", help="the results JSON written by emogen-bench evaluate")
     add.add_argument("--method", required=True, metavar="NAME", help="the method's name as the table shows it")
-    add.add_argument("--paper", metavar="URL", help="link to the method's paper")
-    add.add_argument("--code", metavar="URL", help="link to the method's code")
+    add.add_argument("--paper", metavar="URL", help="link to the method's paper (an http:// or https:// URL)")
+    add.add_argument("--code", metavar="URL", help="link to the method's code (an http:// or https:// URL)")
     add.add_argument(
         "--status",
         choices=("self-reported", "verified"),
@@ -98,7 +98,11 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    """Check the results, write the entry; 0 when written or already there."""
+    """Check the options, then the results; write the entry; 0 when written or already there."""
+    check_entry_options(
+        method=args.method, paper=args.paper, code=args.code, verified_by=args.verified_by, slug=args.slug,
+        notes=args.notes,
+    )  # fmt: skip
     results = read_results(args.results)
     entry = entry_from_results(
         results,

@@ -20,13 +20,15 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from emogen_bench.errors import InvalidInputError, UsageError
+from emogen_bench.errors import BenchError, InvalidInputError, UsageError
 from emogen_bench.fileio import write_atomic
 from emogen_bench.protocols import PROTOCOLS
-from emogen_bench.results import PERCENT_METRICS
+from emogen_bench.results import METRIC_LABELS
 from emogen_bench.results import SCHEMA as RESULTS_SCHEMA
 from emogen_bench.results import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
+from emogen_bench.safe_read import file_kind, read_json
 from emogen_bench.task import EMOTION_NAMES, SUBMISSION
+from leaderboard.escape import http_url
 
 ENTRY_SCHEMA = "emogen-bench/leaderboard-entry"
 ENTRY_SCHEMA_VERSION = 1
@@ -68,6 +70,22 @@ PROVENANCE_FIELDS: tuple[str, ...] = (
     "environment",
 )
 USER_STUDY_ASPECTS: tuple[str, ...] = ("fidelity", "emotion", "diversity")
+
+#: The values each metric can take, (lowest, highest), ``None`` where there is no bound.  FID, LPIPS and Sem-D
+#: are means of squared distances, never negative; KID is an unbiased estimate of MMD^2, which can fall
+#: slightly below 0; Emo-A (both classifiers) is an accuracy and Sem-C a mean probability, both fractions.
+METRIC_DOMAINS: dict[str, tuple[float | None, float | None]] = {
+    "fid": (0.0, None),
+    "kid": (None, None),
+    "lpips": (0.0, None),
+    "emo_a": (0.0, 1.0),
+    "emo_a_resnet50": (0.0, 1.0),
+    "sem_c": (0.0, 1.0),
+    "sem_d": (0.0, None),
+}
+#: The most images a value can come from: a complete submission overall, one emotion's share per emotion.
+MAX_N_OVERALL = SUBMISSION.images_per_emotion * len(EMOTION_NAMES)
+MAX_N_PER_EMOTION = SUBMISSION.images_per_emotion
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -136,7 +154,7 @@ def _is_text(value: Any) -> bool:
 
 
 def _is_url(value: Any) -> bool:
-    return isinstance(value, str) and re.fullmatch(r"https?://\S+", value) is not None
+    return http_url(value) is not None
 
 
 def _is_date(value: Any) -> bool:
@@ -149,8 +167,19 @@ def _is_date(value: Any) -> bool:
     return re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is not None
 
 
-def _metric_value_problems(where: str, key: str, metric: Any) -> list[str]:
-    """Problems of one ``{value, ci95, n}`` block at ``where``."""
+def _domain_problem(key: str, value: float) -> str | None:
+    """Why ``value`` cannot be a value of metric ``key`` (see :data:`METRIC_DOMAINS`); None when it can."""
+    low, high = METRIC_DOMAINS.get(key, (None, None))
+    if low is not None and high is not None and not low <= value <= high:
+        label = METRIC_LABELS[key]
+        return f"{value!r} is not a fraction from {low:g} to {high:g} ({label} is stored as 0.7077, not 70.77)"
+    if low is not None and value < low:
+        return f"{value!r} is negative; {METRIC_LABELS[key]} is never below {low:g}"
+    return None
+
+
+def _metric_value_problems(where: str, key: str, metric: Any, max_n: int = MAX_N_OVERALL) -> list[str]:
+    """Problems of one ``{value, ci95, n}`` block at ``where``; ``n`` is at most ``max_n`` images."""
     if not isinstance(metric, dict):
         return [f"{where}: expected an object {{value, ci95, n}}, got {type(metric).__name__}"]
     problems = []
@@ -160,17 +189,22 @@ def _metric_value_problems(where: str, key: str, metric: Any) -> list[str]:
     value = metric.get("value")
     if not _is_number(value):
         problems.append(f"{where}.value: expected a finite number, got {value!r}")
-    elif key in PERCENT_METRICS and not 0.0 <= value <= 1.0:
-        problems.append(f"{where}.value: {value!r} is not a fraction from 0 to 1 (accuracies are stored as 0.7077)")
+    elif (domain := _domain_problem(key, value)) is not None:
+        problems.append(f"{where}.value: {domain}")
     ci95 = metric.get("ci95")
     if ci95 is not None:
         if not (isinstance(ci95, list) and len(ci95) == 2 and all(_is_number(bound) for bound in ci95)):
             problems.append(f"{where}.ci95: expected null or [low, high] with two finite numbers, got {ci95!r}")
         elif ci95[0] > ci95[1]:
             problems.append(f"{where}.ci95: low {ci95[0]!r} is above high {ci95[1]!r}")
+        elif None not in METRIC_DOMAINS.get(key, (None, None)):  # a fraction's interval stays within 0 to 1
+            problems += [f"{where}.ci95: {problem}" for b in ci95 if (problem := _domain_problem(key, b)) is not None]
     n = metric.get("n")
-    if n is not None and not (_is_int(n) and n > 0):
-        problems.append(f"{where}.n: expected null or a positive integer, got {n!r}")
+    if n is not None and not (_is_int(n) and 0 < n <= max_n):
+        problems.append(
+            f"{where}.n: expected null or a positive integer of at most {max_n:,} (the images the value comes "
+            f"from), got {n!r}"
+        )
     return problems
 
 
@@ -185,7 +219,7 @@ def _metrics_problems(document: Mapping[str, Any], metric_keys: Sequence[str] | 
         problems.append(f"metrics: unknown field(s) {', '.join(unknown)}; allowed: overall, per_emotion")
     protocol = document.get("protocol")
 
-    def check_block(where: str, block: Any, *, complete: bool) -> None:
+    def check_block(where: str, block: Any, *, complete: bool, max_n: int) -> None:
         if not isinstance(block, dict):
             problems.append(f"{where}: expected an object {{metric: {{value, ci95, n}}}}, got {type(block).__name__}")
             return
@@ -195,14 +229,16 @@ def _metrics_problems(document: Mapping[str, Any], metric_keys: Sequence[str] | 
                     f"{where}.{key}: not a metric of protocol {protocol!r} (its metrics: {', '.join(metric_keys)})"
                 )
                 continue
-            problems.extend(_metric_value_problems(f"{where}.{key}", key, metric))
+            problems.extend(_metric_value_problems(f"{where}.{key}", key, metric, max_n))
         if complete and metric_keys is not None:
             missing = [key for key in metric_keys if key not in block]
             if missing:
                 problems.append(f"{where}: missing metric(s) {', '.join(missing)} of protocol {protocol!r}")
 
     # A paper may not report every metric; an evaluated entry always has them all.
-    check_block("metrics.overall", metrics.get("overall"), complete=document.get("status") != "published")
+    check_block(
+        "metrics.overall", metrics.get("overall"), complete=document.get("status") != "published", max_n=MAX_N_OVERALL
+    )
     per_emotion = metrics.get("per_emotion", {})
     if not isinstance(per_emotion, dict):
         problems.append(f"metrics.per_emotion: expected an object {{emotion: {{...}}}}, got {per_emotion!r}")
@@ -211,7 +247,7 @@ def _metrics_problems(document: Mapping[str, Any], metric_keys: Sequence[str] | 
         if emotion not in EMOTION_NAMES:
             problems.append(f"metrics.per_emotion.{emotion}: unknown emotion; known: {', '.join(EMOTION_NAMES)}")
             continue
-        check_block(f"metrics.per_emotion.{emotion}", block, complete=False)
+        check_block(f"metrics.per_emotion.{emotion}", block, complete=False, max_n=MAX_N_PER_EMOTION)
     return problems
 
 
@@ -485,6 +521,38 @@ def _metric_subset(block: Any, keys: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: bytes of the command line that were not UTF-8
+        return False
+    return True
+
+
+def check_entry_options(
+    *,
+    method: str | None = None,
+    paper: str | None = None,
+    code: str | None = None,
+    verified_by: str | None = None,
+    slug: str | None = None,
+    notes: str | None = None,
+) -> None:
+    """Refuse what ``leaderboard add`` was given on its command line before any file is read: text that is not
+    UTF-8, and a ``--paper`` or ``--code`` link that is not an http(s) URL; the error names the option."""
+    options = {"--method": method, "--paper": paper, "--code": code, "--verified-by": verified_by, "--id": slug,
+               "--notes": notes}  # fmt: skip
+    for option, value in options.items():
+        if isinstance(value, str) and not _is_utf8(value):
+            raise UsageError(f"{option} {value!r}: the text is not valid UTF-8; give it as UTF-8 text")
+    for option, value in (("--paper", paper), ("--code", code)):
+        if value is not None and not _is_url(value):
+            raise UsageError(
+                f"{option} {value!r}: only http:// and https:// URLs are allowed (e.g. "
+                "https://arxiv.org/abs/2401.04608); nothing was written"
+            )
+
+
 def entry_from_results(
     results: Mapping[str, Any],
     *,
@@ -502,8 +570,10 @@ def entry_from_results(
 
     Every failed check is listed in one :class:`InvalidInputError` (``source``
     names the results file in the message).  Only ``value``, ``ci95`` and ``n``
-    of the protocol's metrics are kept, overall and per emotion.
+    of the protocol's metrics are kept, overall and per emotion.  What the caller gave (``method``, ``paper``,
+    ...) is checked first, by :func:`check_entry_options`: a :class:`UsageError` naming the option.
     """
+    check_entry_options(method=method, paper=paper, code=code, verified_by=verified_by, slug=slug, notes=notes)
     if status not in ("self-reported", "verified"):
         raise UsageError(
             f"--status {status!r}: an entry made from results is self-reported or verified; "
@@ -706,23 +776,59 @@ def entry_json(document: Mapping[str, Any]) -> str:
     return json.dumps(ordered, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def link_problem(path: Path, root: Path) -> str | None:
+    """Why ``path`` may not be followed: a symbolic link (the file's or a folder's on its way) that leads out of
+    ``root``, or a link loop; None for a path that stays inside ``root``."""
+    try:
+        real = path.resolve()
+        inside = real.is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError):  # a loop of symbolic links
+        return "is a loop of symbolic links; refusing to follow it"
+    if inside:
+        return None
+    return f"is a symbolic link to {real}, outside the entries folder {root}; refusing to follow it (copy the file in)"
+
+
+def _reason(error: BenchError, path: Path) -> str:
+    """The message of a safe_read error without its leading ``<path>: `` (the caller names the file itself)."""
+    return str(error).removeprefix(f"{path}: ")
+
+
+def read_entry_document(path: Path, root: Path | None = None, error: type[BenchError] = InvalidInputError) -> Any:
+    """The JSON document of an entry file, read through :mod:`emogen_bench.safe_read` (a regular file only, bounded,
+    strict); with ``root``, a symbolic link out of that folder is refused before anything is opened."""
+    if root is not None and (problem := link_problem(path, root)) is not None:
+        raise error(f"{path}: {problem}")
+    return read_json(path, "leaderboard entry", error)
+
+
+def read_entry(path: str | Path, root: str | Path | None = None) -> Entry:
+    """The valid entry stored at ``path``; :class:`InvalidInputError` naming the file and its problems otherwise."""
+    path = Path(path)
+    return check_entry(read_entry_document(path, Path(root) if root is not None else None), path)
+
+
 def load_entries(directory: str | Path) -> list[Entry]:
     """Every entry under ``directory/<protocol>/*.json``, sorted by id.
 
-    Any bad file (unreadable, invalid, or whose id does not match its place)
-    makes one :class:`InvalidInputError` naming each file and its problems.
+    Any bad file (unreadable, invalid, not a regular file, a symbolic link out of
+    ``directory``, or whose id does not match its place) makes one
+    :class:`InvalidInputError` naming each file and its problems.
     """
     directory = Path(directory)
-    if not directory.is_dir():
+    kind = file_kind(directory)
+    if kind == "missing":
         raise UsageError(f"entries folder {directory} does not exist; pass --entries DIR (e.g. leaderboard/entries)")
+    if kind != "a folder":
+        raise UsageError(f"entries folder {directory} is {kind or 'a file'}, not a folder; pass --entries DIR")
     entries, failures = [], []
     for stray in sorted(directory.glob("*.json")):
         failures.append(f"{stray}:\n  - an entry belongs in a protocol folder: <entries>/<protocol>/<slug>.json")
     for path in sorted(directory.glob("*/*.json")):
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            failures.append(f"{path}:\n  - cannot be read as JSON ({error})")
+            document = read_entry_document(path, directory)
+        except InvalidInputError as error:
+            failures.append(f"{path}:\n  - cannot be read as JSON ({_reason(error, path)})")
             continue
         problems = validate_entry(document, path)
         if problems:
@@ -758,18 +864,24 @@ def store_entry(entry: Entry, directory: str | Path, *, replace: bool = False) -
     file is then left byte for byte as it was.
     """
     path = entry_path(directory, entry.id)
-    if path.exists():
+    if (problem := link_problem(path, Path(directory))) is not None:
+        raise UsageError(f"{path}: {problem}; nothing was written")
+    if path.exists() or path.is_symlink():
+        kind = file_kind(path)
+        if kind not in (None, "missing"):
+            raise UsageError(f"{path} is {kind}, not an entry file; nothing was written. Move it away")
+        unreadable = "not a JSON object"
         try:
-            existing = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            existing = None
+            existing = read_entry_document(path, error=UsageError)
+        except UsageError as error:
+            existing, unreadable = None, _reason(error, path)
         if isinstance(existing, dict) and _without_added(existing) == _without_added(entry.document):
             return StoreOutcome(path, "unchanged")
         if not replace:
             differing = (
                 sorted(name for name in FIELDS if name != "added" and existing.get(name) != entry.document.get(name))
                 if isinstance(existing, dict)
-                else ["(the file is not readable JSON)"]
+                else [f"(the file is not readable JSON: {unreadable})"]
             )
             raise UsageError(
                 f"{path} already holds a different entry for {entry.id} (differs in: {', '.join(differing)}); "

@@ -23,6 +23,7 @@ from emogen_bench.errors import UsageError
 from emogen_bench.fileio import write_atomic
 from emogen_bench.protocols import PROTOCOLS
 from emogen_bench.results import LOWER_IS_BETTER, METRIC_LABELS, PERCENT_METRICS
+from emogen_bench.safe_read import file_kind, read_bytes
 from emogen_bench.task import EMOTION_NAMES
 from leaderboard.entries import PROVENANCE_FIELDS
 from leaderboard.plots import Bar, Point, Series, bar_chart, method_bars, scatter_plot
@@ -707,9 +708,12 @@ def render_site(documents: Sequence[Mapping[str, Any]], out_dir: Path, generated
     out_dir = Path(out_dir)
     target = out_dir / "index.html"
     if target.exists():
+        kind = file_kind(target)
+        if kind is not None:  # a FIFO would block the read below forever
+            raise UsageError(f"{target} is {kind}, not a page this generator wrote; nothing was overwritten")
         try:
-            ours = f'<meta name="generator" content="{GENERATOR}">' in target.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            ours = f'<meta name="generator" content="{GENERATOR}">'.encode() in read_bytes(target, "page")
+        except UsageError:
             ours = False
         if not ours:
             raise UsageError(

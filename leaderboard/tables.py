@@ -18,6 +18,7 @@ from emogen_bench.protocols import PROTOCOLS
 from emogen_bench.report import format_interval, format_value
 from emogen_bench.results import LOWER_IS_BETTER, METRIC_LABELS
 from leaderboard.entries import USER_STUDY_ASPECTS, Entry
+from leaderboard.escape import csv_row, markdown_autolink, markdown_link, markdown_text
 
 #: The metric that orders each table by default.
 RANK_METRIC = "emo_a"
@@ -114,21 +115,16 @@ def metric_cell(entry: Entry, key: str) -> str:
 
 
 def provenance_cells(entry: Entry) -> list[str]:
-    """status, weights (official or —), benchmark version (— for published numbers), date added."""
+    """status, weights (official or —), benchmark version (— for published numbers), date added; escaped."""
     provenance = entry.provenance
     weights = "official" if provenance and provenance.get("official_weights") is True else NONE
     version = provenance.get("benchmark_version") if provenance else None
-    return [entry.status, weights, version or NONE, entry.document["added"]]
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return [markdown_text(cell) for cell in (entry.status, weights, version or NONE, entry.document["added"])]
 
 
 def _method_cell(entry: Entry, marker: str) -> str:
-    name = _escape(entry.method)
-    paper = entry.document.get("paper")
-    cell = f"[{name}]({paper})" if paper else name
+    """The method's name, linked to its paper when that is an http(s) URL, and its citation marker."""
+    cell = markdown_link(entry.method, entry.document.get("paper"))
     return cell + (f" {marker}" if marker else "")
 
 
@@ -146,10 +142,10 @@ def _citation_key(entry: Entry) -> tuple[str, ...] | None:
 
 def _footnote(entry: Entry) -> str:
     citation = entry.document["citation"]
-    text = f"{citation['reference']}: {'; '.join(citation['where'])}"
+    text = markdown_text(f"{citation['reference']}: {'; '.join(citation['where'])}")
     if citation.get("url"):
-        text += f". <{citation['url']}>"
-    return _escape(text)
+        text += f". {markdown_autolink(citation['url'])}"
+    return text
 
 
 def protocol_markdown(protocol: str, ranked: Sequence[Ranked]) -> str:
@@ -189,7 +185,7 @@ def protocol_markdown(protocol: str, ranked: Sequence[Ranked]) -> str:
     noted = [row.entry for row in ranked if row.entry.document.get("notes")]
     if noted:
         lines += ["", "Notes:", ""]
-        lines += [f"- {_escape(entry.method)}: {_escape(entry.document['notes'])}" for entry in noted]
+        lines += [f"- {markdown_text(entry.method)}: {markdown_text(entry.document['notes'])}" for entry in noted]
     studies = [row.entry for row in ranked if row.entry.document.get("user_study")]
     if studies:
         lines += [
@@ -202,7 +198,7 @@ def protocol_markdown(protocol: str, ranked: Sequence[Ranked]) -> str:
         for entry in studies:
             study = entry.document["user_study"]
             cells = [f"{study[a]['mean']:.2f} ± {study[a]['sd']:.2f}" for a in USER_STUDY_ASPECTS]
-            study_rows.append([_escape(entry.method), _escape(study["versus"]), *cells])
+            study_rows.append([markdown_text(entry.method), markdown_text(study["versus"]), *cells])
         lines += _table(["method", "versus", *USER_STUDY_ASPECTS], study_rows)
     return "\n".join(lines) + "\n"
 
@@ -230,7 +226,8 @@ def render_csv(entries: Iterable[Entry], *, metric: str = RANK_METRIC) -> str:
 
     Empty cells where a value does not exist (no interval, no provenance for a
     published row).  Rows follow the Markdown: protocol, then rank, then the
-    protocol's metric order.
+    protocol's metric order.  Numbers are written as numbers; every text cell goes
+    through :func:`leaderboard.escape.csv_cell`, so none is read as a formula.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -244,24 +241,23 @@ def render_csv(entries: Iterable[Entry], *, metric: str = RANK_METRIC) -> str:
                 if value is None:
                     continue
                 low, high = value.get("ci95") or ("", "")
-                writer.writerow(
-                    [
-                        protocol,
-                        "" if row.rank is None else row.rank,
-                        entry.id,
-                        entry.method,
-                        entry.status,
-                        key,
-                        repr(float(value["value"])),
-                        "" if low == "" else repr(float(low)),
-                        "" if high == "" else repr(float(high)),
-                        "" if value.get("n") is None else value["n"],
-                        "" if not provenance else str(provenance.get("official_weights") is True).lower(),
-                        provenance.get("benchmark_version") or "",
-                        provenance.get("submission_digest") or "",
-                        entry.document["added"],
-                        entry.document.get("verified_by") or "",
-                        _citation_text(entry),
-                    ]
-                )
+                cells = [
+                    protocol,
+                    "" if row.rank is None else row.rank,
+                    entry.id,
+                    entry.method,
+                    entry.status,
+                    key,
+                    float(value["value"]),
+                    "" if low == "" else float(low),
+                    "" if high == "" else float(high),
+                    "" if value.get("n") is None else value["n"],
+                    "" if not provenance else str(provenance.get("official_weights") is True).lower(),
+                    provenance.get("benchmark_version") or "",
+                    provenance.get("submission_digest") or "",
+                    entry.document["added"],
+                    entry.document.get("verified_by") or "",
+                    _citation_text(entry),
+                ]
+                writer.writerow(csv_row(cells))
     return buffer.getvalue()

@@ -83,19 +83,19 @@ def test_a_ranking_never_spans_protocols(entries: list[Entry]) -> None:
 
 
 def test_lower_is_better_metrics_rank_ascending_and_ties_share_a_rank() -> None:
-    group = [_entry("M1", base=1.0), _entry("M2", base=0.5), _entry("M3", base=1.0), _entry("M4", base=1.3)]
+    group = [_entry("M1", base=1.0), _entry("M2", base=0.5), _entry("M3", base=1.0), _entry("M4", base=1.25)]
     assert [(r.rank, r.entry.method) for r in rank(group, "fid")] == [(1, "M2"), (2, "M1"), (2, "M3"), (4, "M4")]
     assert [(r.rank, r.entry.method) for r in rank(group)] == [(1, "M4"), (2, "M1"), (2, "M3"), (4, "M2")]
 
 
 def test_an_entry_without_the_ranking_metric_comes_last_unranked() -> None:
-    document = entry_document("No Emo-A", status="published", protocol=PAPER_CODE, base=2.0)
+    document = entry_document("No Emo-A", status="published", protocol=PAPER_CODE, base=1.5)
     del document["metrics"]["overall"]["emo_a"]
     group = [check_entry(document), _entry("P", status="published", protocol=PAPER_CODE)]
     assert [(r.rank, r.entry.method) for r in rank(group)] == [(1, "P"), (None, "No Emo-A")]
     header, rows = _table(render_markdown(group))
     assert rows[1][0] == "—" and rows[1][header.index("Emo-A ↑")] == "—"
-    assert rows[1][header.index("FID ↓")] == "80.00"
+    assert rows[1][header.index("FID ↓")] == "60.00"
 
 
 # --- Markdown -----------------------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def test_markdown_published_rows_cite_their_source_and_show_no_provenance(entrie
     ]
     assert dict(zip(header, rows[1]))["method"] == "[Method P](https://example.org/paper)"
     assert f"\n1. {EXAMPLE_CITATION}\n" in paper
-    assert "\n- Paper X: Numbers \\| from the paper.\n" in paper
+    assert "\n- Paper X: Numbers &#124; from the paper.\n" in paper
 
 
 def test_markdown_user_study_is_its_own_table(entries: list[Entry]) -> None:

@@ -11,10 +11,13 @@ import csv
 import dataclasses
 import io
 import json
+import stat
 from pathlib import Path
 
 import pytest
+from test_leaderboard_hostile import fifo
 
+from emogen_bench.cli import main
 from emogen_bench.errors import ExitCode, UsageError, WeightsError
 from emogen_bench.protocols import PAPER_CODE, PROTOCOLS
 from emogen_bench.submission import validate_submission
@@ -22,7 +25,7 @@ from leaderboard import regenerate
 from leaderboard.entries import SMOKE_ENTRY_SCHEMA, entry_path
 from leaderboard.regenerate import ROW_STAGES, dry_run_report, load_plan, plan_stages, run_plan
 from leaderboard.regenerate.cli import register
-from leaderboard.regenerate.plan import with_data_paths
+from leaderboard.regenerate.plan import BASELINE_SETTINGS, with_data_paths
 
 REPO = Path(__file__).resolve().parents[1]
 PLANS = REPO / "leaderboard" / "plans"
@@ -123,13 +126,28 @@ def test_the_shipped_plans_load_and_cite_the_published_entries() -> None:
         ('id = "stable-diffusion"', 'id = "emogen"', "rows: row id(s) emogen used more than once"),
         ('tables = ["main"]\ncost = { generate', 'tables = ["extra"]\ncost = { generate', "rows[0].tables"),
         ("generate = { steps = 1 }", "generate = { per_emotion = 5 }", "rows[0].generate: per_emotion are set once"),
-        ("train = { max_steps = 1 }", "train = { max_step = 1 }", "rows[1].train: unknown emogen setting(s) max_step"),
+        ("train = { max_steps = 1 }", "train = { max_step = 1 }", "rows[1] (id 'emogen') train: unknown emogen"),
         ("cost = { generate = 0.5, evaluate = 0.25 }", "cost = { generate = 0.5 }", "rows[0].cost.evaluate: required"),
         (
             "cost = { generate = 0.5, evaluate = 0.25 }",
             "cost = { generate = -1, evaluate = 0.25 }",
-            "rows[0].cost.generate: expected GPU hours >= 0",
+            "rows[0].cost.generate: expected GPU hours, a finite number >= 0",
         ),
+        ("generate = 0.5, evaluate", "generate = nan, evaluate", "rows[0].cost.generate: expected GPU hours, a finite"),
+        ("generate = 0.5, evaluate", "generate = inf, evaluate", "rows[0].cost.generate: expected GPU hours, a finite"),
+        ("[tables.main]", "[costs]\ndata = -inf\n\n[tables.main]", "costs.data: expected GPU hours, a finite number"),
+        ("[tables.main]", "[resources]\ncpus = nan\n\n[tables.main]", "resources.cpus: expected a whole number >= 0"),
+        ("[tables.main]", "[resources]\ncpus = 1.5\n\n[tables.main]", "resources.cpus: expected a whole number >= 0"),
+        ("[tables.main]", "[evaluate]\nbatch_size = 0\n\n[tables.main]", "evaluate.batch_size: expected batch_size"),
+        ("[tables.main]", "[emogen.prep]\nstage1_steps = 0\n\n[tables.main]", "emogen.prep.stage1_steps: expected a"),
+        ("generate = { steps = 1 }", "generate = { steps = 1 }\ntrain = { max_steps = 1 }",
+         "rows[0] (id 'stable-diffusion') train: the sd baseline does not train"),
+        ("generate = { steps = 1 }", "generate = { steps = 1, colour = 2 }",
+         "rows[0] (id 'stable-diffusion') generate: unknown sd setting(s) colour"),
+        ("generate = { steps = 1 }", "generate = { steps = 1, guidance = nan }",
+         "rows[0] (id 'stable-diffusion') generate: guidance: expected finite numbers, not nan or inf"),
+        ("train = { max_steps = 1 }", 'train = { max_steps = "1" }',
+         "rows[1] (id 'emogen') train: emogen setting max_steps='1': expected an integer"),
         (
             "cost = { generate = 0.5, evaluate = 0.25 }",
             "cost = { train = 1, generate = 0.5, evaluate = 0.25 }",
@@ -150,6 +168,86 @@ def test_a_bad_plan_is_refused_naming_the_key(tmp_path: Path, old: str, new: str
         load_plan(path)
     assert expected in str(caught.value)
     assert str(path) in str(caught.value)
+
+
+def test_every_setting_problem_of_every_row_is_listed_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = TINY_PLAN.replace("generate = { steps = 1 }", 'generate = { steps = "many" }') + """
+[[rows]]
+id = "dreambooth"
+label = "DreamBooth"
+method = "dreambooth"
+tables = ["main"]
+cost = { train = 1.0, generate = 0.5, evaluate = 0.25 }
+train = { mixed_precision = "fp8", images = 5 }
+generate = { width = 250 }
+
+[[rows]]
+id = "textual-inversion"
+label = "Textual Inversion"
+method = "textual-inversion"
+tables = ["main"]
+cost = { train = 1.0, generate = 0.5, evaluate = 0.25 }
+train = { colour = "blue", flip_p = 2.0 }
+generate = { prompt_template = "a photo" }
+"""
+    text = text.replace("train = { max_steps = 1 }", 'train = { max_steps = 1, adam_betas = ["0.9", 0.999] }\n'
+                        'generate = { prompt = "a photo of nothing" }')  # fmt: skip
+    path = _write(tmp_path, text)
+    with pytest.raises(UsageError) as caught:
+        load_plan(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: 7 problem(s) in the rows' settings, checked as each method will read them")
+    for expected in [
+        "rows[0] (id 'stable-diffusion') generate: sd setting steps='many': expected an integer",
+        "rows[1] (id 'emogen') train: emogen setting adam_betas=['0.9', 0.999]: expected a list (e.g. [0.9, 0.999])",
+        "rows[1] (id 'emogen') generate: the prompt must contain the emotion token",
+        "rows[2] (id 'dreambooth') train: dreambooth setting mixed_precision='fp8': expected one of no, fp16, bf16",
+        "rows[2] (id 'dreambooth') generate: width and height must be positive multiples of 8, got 250x512",
+        "rows[3] (id 'textual-inversion') train: unknown textual-inversion setting(s) colour",
+        "rows[3] (id 'textual-inversion') generate: textual-inversion setting prompt_template must contain {token}",
+    ]:
+        assert f"\n  - {expected}" in message, expected
+    work = tmp_path / "work"
+    assert main(["tables", "regenerate", str(path), "--workdir", str(work), "--dry-run"]) == ExitCode.USAGE
+    assert "7 problem(s) in the rows' settings" in capsys.readouterr().err
+    assert not work.exists()
+
+
+def test_every_baseline_has_its_settings_classes() -> None:
+    from baselines.common import BASELINES
+
+    assert set(BASELINE_SETTINGS) == set(BASELINES)
+
+
+def test_a_plan_that_is_a_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
+    with fifo(tmp_path / "plan.toml", TINY_PLAN.encode()) as pipe:
+        with pytest.raises(UsageError, match=r"plan.toml: the plan is a FIFO \(named pipe\), not a regular file"):
+            load_plan(pipe)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b'title = "\xff"', "not UTF-8 text"), (b"x = " + b"[" * 1000 + b"]" * 1000, "nested")],
+    ids=["not UTF-8", "deep nesting"],
+)
+def test_a_plan_python_cannot_take_is_a_usage_error(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "plan.toml"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=f"{path}: the plan .*{expected}"):
+        load_plan(path)
+
+
+def test_a_fifo_marker_in_the_work_folder_is_refused_by_the_dry_run(tmp_path: Path) -> None:
+    plan = load_plan(_write(tmp_path, TINY_PLAN))
+    work = tmp_path / "work"
+    work.mkdir()
+    marker = json.dumps({"format": regenerate.WORKDIR_FORMAT, "version": 1, "tiny": True}).encode()
+    with fifo(work / "regenerate.json", marker) as pipe:
+        with pytest.raises(UsageError, match=r"regenerate.json: the work folder marker is a FIFO \(named pipe\)"):
+            dry_run_report(plan, work)
+        assert stat.S_ISFIFO(pipe.stat().st_mode)
 
 
 def test_a_good_plan_loads_with_its_defaults(tmp_path: Path) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from emogen_bench.errors import UsageError, WeightsError
 from emogen_bench.fileio import write_json_atomic
+from emogen_bench.safe_read import file_kind, read_json
 from leaderboard.regenerate.plan import (
     EMOGEN,
     FORMAT_VERSION,
@@ -17,7 +19,22 @@ from leaderboard.regenerate.plan import (
     PlanRow,
     resolve_path,
 )
-from leaderboard.regenerate.stages import read_json_or_none, utc_now
+from leaderboard.regenerate.stages import utc_now
+
+#: The file that marks a work folder of ``emogen-bench tables regenerate``.
+WORKDIR_MARKER = "regenerate.json"
+
+
+def read_workdir_marker(workdir: Path) -> dict[str, Any] | None:
+    """The work folder's ``regenerate.json``, None when there is none; read through safe_read, so a FIFO or a
+    broken file there is a :class:`UsageError` naming it (never a hang, never a crash)."""
+    path = workdir / WORKDIR_MARKER
+    if file_kind(path) == "missing":
+        return None
+    document = read_json(path, "work folder marker", UsageError)
+    if not isinstance(document, dict):
+        raise UsageError(f"{path}: the work folder marker is not a JSON object; is --workdir the right folder?")
+    return document
 
 
 def check_workdir(workdir: Path, tiny: bool) -> None:
@@ -25,9 +42,10 @@ def check_workdir(workdir: Path, tiny: bool) -> None:
     and a work folder of full-size plans for a tiny one or the reverse (rows share their folders by id)."""
     if not workdir.exists():
         return
-    if not workdir.is_dir():
-        raise UsageError(f"--workdir {workdir} is a file; give a new folder or an earlier work folder")
-    marker = read_json_or_none(workdir / "regenerate.json")
+    kind = file_kind(workdir)
+    if kind != "a folder":
+        raise UsageError(f"--workdir {workdir} is {kind or 'a file'}; give a new folder or an earlier work folder")
+    marker = read_workdir_marker(workdir)
     if any(workdir.iterdir()) and (marker is None or marker.get("format") != WORKDIR_FORMAT):
         raise UsageError(
             f"--workdir {workdir} holds files and no regenerate.json, so it is not a work folder of "
@@ -150,6 +168,6 @@ def prepare_workdir(plan: Plan, workdir: Path, rows: Sequence[PlanRow]) -> None:
             + "\n  ".join(absent)
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    if not (workdir / "regenerate.json").exists():
+    if not (workdir / WORKDIR_MARKER).exists():
         document = {"format": WORKDIR_FORMAT, "version": FORMAT_VERSION, "tiny": plan.tiny, "created": utc_now()}
-        write_json_atomic(workdir / "regenerate.json", document, overwrite=False)
+        write_json_atomic(workdir / WORKDIR_MARKER, document, overwrite=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,8 @@ from emogen_bench.fileio import write_atomic
 from emogen_bench.protocols import PROTOCOLS
 from emogen_bench.report import format_value
 from emogen_bench.results import LOWER_IS_BETTER, METRIC_LABELS
-from leaderboard.entries import Entry, check_entry, entry_path
+from leaderboard.entries import Entry, check_entry, entry_path, read_entry
+from leaderboard.escape import csv_row, markdown_text
 from leaderboard.regenerate.plan import SMOKE_BANNER, Plan, PlanRow
 from leaderboard.regenerate.stages import plan_statuses, read_json_or_none, read_marker
 from leaderboard.regenerate.work import relative_to_workdir
@@ -63,7 +63,7 @@ def comparison_rows(plan: Plan, workdir: Path) -> list[ComparisonRow]:
             if row.published and plan.published is not None:
                 published_file = entry_path(plan.published, row.published)
                 if published_file.is_file():
-                    published = check_entry(json.loads(published_file.read_text(encoding="utf-8")), published_file)
+                    published = read_entry(published_file, plan.published)
             found.append(ComparisonRow(
                 table, row, _metric_values(regenerated, keys), _metric_values(published, keys),
                 None if regenerated is None or entry_file is None else relative_to_workdir(workdir, entry_file),
@@ -81,21 +81,22 @@ def render_markdown(plan: Plan, rows: Sequence[ComparisonRow]) -> str:
     keys = PROTOCOLS[plan.protocol].metrics
     smoke = " [SMOKE]" if plan.tiny else ""
     regen = "smoke run" if plan.tiny else "regenerated"
-    lines = [f"# {plan.title}{smoke}", ""]
+    lines = [f"# {markdown_text(plan.title)}{smoke}", ""]
     if plan.tiny:
         lines += [f"**{SMOKE_BANNER}.**", ""]
     lines += [f"Plan `{plan.name}`, protocol `{plan.protocol}`, {plan.per_emotion} images per emotion, seed "
               f"{plan.seed}. Each cell: {regen} / published (— where there is none).", ""]  # fmt: skip
     for table, title in plan.tables.items():
-        lines += [f"## {title}{smoke}", ""]
+        lines += [f"## {markdown_text(title)}{smoke}", ""]
         header = ["row", "method", *(f"{METRIC_LABELS[k]} {_arrow(k)}" for k in keys), "published entry"]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for item in rows:
             if item.table != table:
                 continue
             cells = [f"{_cell(k, item.regenerated[k])} / {_cell(k, item.published[k])}" for k in keys]
-            label = item.row.label + smoke
-            lines.append("| " + " | ".join([item.row.id, label, *cells, item.published_id or "—"]) + " |")
+            label = markdown_text(item.row.label) + smoke
+            published = markdown_text(item.published_id or "—")
+            lines.append("| " + " | ".join([item.row.id, label, *cells, published]) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -118,11 +119,11 @@ def render_csv(plan: Plan, rows: Sequence[ComparisonRow]) -> str:
     for item in rows:
         for key in PROTOCOLS[plan.protocol].metrics:
             regenerated, published = item.regenerated[key], item.published[key]
-            writer.writerow([
+            writer.writerow(csv_row([
                 plan.name, item.table, item.row.id, item.row.label + (" [SMOKE]" if plan.tiny else ""),
                 item.row.method, "SMOKE" if plan.tiny else "", key, "" if regenerated is None else repr(regenerated),
                 "" if published is None else repr(published), item.published_id or "", item.entry or "",
-            ])  # fmt: skip
+            ]))  # fmt: skip
     return buffer.getvalue()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 from emogen_bench.errors import UsageError
 from emogen_bench.protocols import PROTOCOLS
+from emogen_bench.safe_read import file_kind, read_toml
 from emogen_bench.task import SUBMISSION
 from leaderboard.entries import SLUG
 
@@ -39,8 +42,17 @@ SMOKE_BANNER = (
 )
 #: The released inference saved ``.jpg`` files with Pillow's defaults (quality 75); see docs/tables.md.
 RELEASED_JPEG_QUALITY = 75
-
-
+#: Each baseline's settings dataclasses (``module:Class``) for ``train`` (None: it does not train) and
+#: ``generate``: a row's settings are checked with them when the plan is read, as the baseline will read them.
+BASELINE_SETTINGS: dict[str, tuple[str | None, str]] = {
+    "sd": (None, "baselines.sd_prompt:SDPromptSettings"),
+    "textual-inversion": (
+        "baselines.textual_inversion:TextualInversionSettings",
+        "baselines.textual_inversion:TextualInversionGenerateSettings",
+    ),
+    "dreambooth": ("baselines.dreambooth:DreamBoothSettings", "baselines.dreambooth:GenerateSettings"),
+    "caption-sd": ("baselines.caption_sd:CaptionSDSettings", "baselines.caption_sd:GenerateSettings"),
+}
 
 
 @dataclass(frozen=True)
@@ -66,11 +78,11 @@ def _read_resources(reader: _Reader) -> dict[str, Any]:
         if key in reader.table:
             resources[key] = reader.get(key, str)
     if "cpus" in reader.table:
-        resources["cpus"] = int(_non_negative(reader, "cpus"))
+        resources["cpus"] = _count(reader, "cpus")
     if "gpus" in reader.table:
         gpus = reader.table_at("gpus")
         gpus.refuse_unknown(("data", "emogen-inputs", *ROW_STAGES))
-        resources["gpus"] = {stage: int(_non_negative(gpus, stage)) for stage in gpus.table}
+        resources["gpus"] = {stage: _count(gpus, stage) for stage in gpus.table}
     return resources
 
 
@@ -186,22 +198,117 @@ _PLAN_FIXED = ("per_emotion", "seed", "show_progress")
 
 
 def _non_negative(reader: _Reader, key: str) -> float:
+    """GPU hours: a finite number >= 0 (NaN and infinity are no estimate)."""
     value = reader.get(key, (int, float), what="GPU hours (a number >= 0)")
-    if value < 0:
-        raise reader.fail(key, f"expected GPU hours >= 0, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise reader.fail(key, f"expected GPU hours, a finite number >= 0, got {value!r}")
     return float(value)
 
 
-def _check_emogen_settings(reader: _Reader, key: str, settings: Mapping[str, Any]) -> None:
-    from reference.generate import GenerateConfig
+def _count(reader: _Reader, key: str, least: int = 0) -> int:
+    """A whole number >= ``least`` (CPUs, GPUs, steps)."""
+    value = reader.get(key, int, what=f"a whole number >= {least}")
+    if value < least:
+        raise reader.fail(key, f"expected a whole number >= {least}, got {value!r}")
+    return value
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` is, or holds, a NaN or an infinity (TOML writes them ``nan`` and ``inf``)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(_non_finite(item) for item in value)
+    if isinstance(value, dict):
+        return any(_non_finite(item) for item in value.values())
+    return False
+
+
+def _settings_class(target: str) -> type:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _fixed_settings(stage: str, seed: int, per_emotion: int) -> dict[str, Any]:
+    """The settings the plan gives every row's ``stage`` (as ``work._row_settings`` does)."""
+    fixed: dict[str, Any] = {"seed": seed, "show_progress": False}
+    if stage == "generate":
+        fixed["per_emotion"] = per_emotion
+    return fixed
+
+
+def baseline_settings_problem(
+    method: str, stage: str, settings: Mapping[str, Any], *, seed: int, per_emotion: int
+) -> str | None:
+    """Why a baseline row's ``train`` or ``generate`` settings would be refused when the stage runs; None if they
+    are good.  The check is the baseline's own: ``baselines.common.settings_from_mapping`` with its dataclass."""
+    from baselines.common import settings_from_mapping
+
+    train, generate = BASELINE_SETTINGS[method]
+    target = train if stage == "train" else generate
+    if target is None:
+        return None if not settings else f"the {method} baseline does not train; remove the row's train settings"
+    try:
+        values = {**settings, **_fixed_settings(stage, seed, per_emotion)}
+        settings_from_mapping(_settings_class(target), values, method)
+    except (UsageError, TypeError, ValueError) as error:
+        return str(error)
+    return None
+
+
+def emogen_settings_problem(
+    stage: str, settings: Mapping[str, Any], *, seed: int, per_emotion: int, tiny: bool
+) -> str | None:
+    """Why an ``emogen`` row's settings would be refused when the stage runs; None if they are good.
+
+    The stage builds ``Stage2Config.from_dict`` (train) or ``GenerateConfig`` (generate) from the values as
+    they are, without converting them, so each value must already have its field's type; that is checked
+    with ``settings_from_mapping``, then the config is built exactly as the stage builds it.
+    """
+    from baselines.common import settings_from_mapping
+    from reference.generate import METHOD, GenerateConfig
     from reference.train import Stage2Config
 
-    cls = Stage2Config if key == "train" else GenerateConfig
+    cls = Stage2Config if stage == "train" else GenerateConfig
     allowed = [f.name for f in dataclasses.fields(cls) if f.name not in (*_PLAN_FIXED, "resume", "cpu", "method")]
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
-        names = ", ".join(allowed)
-        raise reader.fail(key, f"unknown emogen setting(s) {', '.join(unknown)}; the settings are: {names}")
+        return f"unknown emogen setting(s) {', '.join(unknown)}; the settings are: {', '.join(allowed)}"
+    values = {**settings, **_fixed_settings(stage, seed, per_emotion)}
+    try:
+        typed = settings_from_mapping(cls, values, EMOGEN)
+        for key, value in settings.items():
+            expected = getattr(typed, key)
+            if expected != (tuple(value) if isinstance(value, list) else value):
+                kind = _kind_names(list if isinstance(expected, tuple) else type(expected))
+                example = list(expected) if isinstance(expected, tuple) else expected
+                return f"emogen setting {key}={value!r}: expected {kind} (e.g. {example!r}), got {value!r}"
+        if stage == "train":
+            Stage2Config.from_dict({**values, "cpu": tiny, "resume": False})
+        else:
+            GenerateConfig(**values, method=METHOD)
+    except (UsageError, TypeError, ValueError) as error:
+        return str(error)
+    return None
+
+
+def settings_problems(row: PlanRow, *, seed: int, per_emotion: int, tiny: bool) -> list[str]:
+    """Every problem of a row's ``train`` and ``generate`` settings, each naming the stage (empty: all good)."""
+    problems = []
+    for stage, settings in (("train", row.train), ("generate", row.generate)):
+        bad = sorted(key for key, value in settings.items() if _non_finite(value))
+        if bad:
+            problems.append(f"{stage}: {', '.join(bad)}: expected finite numbers, not nan or inf")
+            continue
+        if row.method == EMOGEN:
+            problem = emogen_settings_problem(stage, settings, seed=seed, per_emotion=per_emotion, tiny=tiny)
+        elif row.method in BASELINE_SETTINGS:
+            problem = baseline_settings_problem(row.method, stage, settings, seed=seed, per_emotion=per_emotion)
+        else:
+            problem = None
+        if problem is not None:
+            problems.append(f"{stage}: {problem}")
+    return problems
 
 
 def _read_row(path: Path, raw: Any, number: int, tables: Mapping[str, str], methods: Sequence[str]) -> PlanRow:
@@ -217,7 +324,7 @@ def _read_row(path: Path, raw: Any, number: int, tables: Mapping[str, str], meth
     if method not in methods:
         raise reader.fail("method", f"unknown method {method!r}; the methods are: {', '.join(methods)}")
     in_tables = reader.get("tables", list, what="a list of table names")
-    if not in_tables or any(name not in tables for name in in_tables):
+    if not in_tables or any(not isinstance(name, str) or name not in tables for name in in_tables):
         raise reader.fail(
             "tables", f"expected a non-empty list of the plan's tables ({', '.join(tables)}), got {in_tables!r}"
         )
@@ -227,8 +334,6 @@ def _read_row(path: Path, raw: Any, number: int, tables: Mapping[str, str], meth
         fixed = sorted(set(settings[key]) & set(_PLAN_FIXED))
         if fixed:
             raise reader.fail(key, f"{', '.join(fixed)} are set once for the whole plan (top level), not per row")
-        if method == EMOGEN:
-            _check_emogen_settings(reader, key, settings[key])
     published = reader.get("published", str, None, "an entry id '<protocol>/<slug>'")
     if published is not None and (published.count("/") != 1 or not SLUG.fullmatch(published.split("/")[1])):
         raise reader.fail("published", f"expected an entry id '<protocol>/<slug>', got {published!r}")
@@ -242,13 +347,16 @@ def _read_row(path: Path, raw: Any, number: int, tables: Mapping[str, str], meth
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file; a :class:`UsageError` names the file, the key and the fix."""
-    from emogen_bench.weights.registry import read_toml
+    """Read and validate a plan file; a :class:`UsageError` names the file, the key and the fix.
 
+    Each row's settings are checked as its method will read them (:func:`settings_problems`), and every
+    problem of every row is listed in one error, so a plan that would fail hours into a run fails here.
+    """
     path = Path(path)
-    if not path.is_file():
+    kind = file_kind(path)
+    if kind == "missing":
         raise UsageError(f"plan {path} does not exist; the plans are in leaderboard/plans/")
-    document = read_toml(path, "plan")
+    document = read_toml(path, "plan", UsageError)
     top = _Reader(path, document, "")
     top.refuse_unknown(_PLAN_KEYS)
     name = top.get("name", str)
@@ -305,6 +413,9 @@ def load_plan(path: str | Path) -> Plan:
     )
     if evaluate.pairs < 1:
         raise evaluate_reader.fail("pairs", f"expected at least 1 pair per emotion, got {evaluate.pairs}")
+    if evaluate.batch_size < 1 or evaluate.num_workers < 0:
+        key = "batch_size" if evaluate.batch_size < 1 else "num_workers"
+        raise evaluate_reader.fail(key, f"expected batch_size >= 1 and num_workers >= 0, got {getattr(evaluate, key)}")
     if not 0 <= evaluate.jpeg_quality <= 100:
         raise evaluate_reader.fail("jpeg_quality", f"expected 0 (no JPEG copy) to 100, got {evaluate.jpeg_quality}")
     emogen_reader = top.table_at("emogen")
@@ -323,7 +434,7 @@ def load_plan(path: str | Path) -> Plan:
         emogen[key] = value
     prep = emogen_reader.table_at("prep")
     prep.refuse_unknown(_PREP_KEYS)
-    emogen["prep"] = {key: prep.get(key, int) for key in _PREP_KEYS if key in prep.table}
+    emogen["prep"] = {key: _count(prep, key, 1) for key in _PREP_KEYS if key in prep.table}
     costs_reader = top.table_at("costs")
     costs_reader.refuse_unknown(_PLAN_COSTS)
     costs = {key: _non_negative(costs_reader, key) if key in costs_reader.table else 0.0 for key in _PLAN_COSTS}
@@ -344,6 +455,14 @@ def load_plan(path: str | Path) -> Plan:
     repeated = sorted({row_id for row_id in ids if ids.count(row_id) > 1})
     if repeated:
         raise top.fail("rows", f"row id(s) {', '.join(repeated)} used more than once")
+    problems = [f"rows[{number}] (id {row.id!r}) {problem}" for number, row in enumerate(rows)
+                for problem in settings_problems(row, seed=seed, per_emotion=per_emotion, tiny=tiny)]  # fmt: skip
+    if problems:
+        raise UsageError(
+            f"{path}: {len(problems)} problem(s) in the rows' settings, checked as each method will read them "
+            "(nothing was run):\n" + "\n".join(f"  - {problem}" for problem in problems)
+            + "\nFix the plan (docs/tables.md; each method's settings are in docs/baselines.md and docs/reference.md)"
+        )
     published = top.get("published", str, None, "a folder of entries, relative to the plan file")
     return Plan(
         path=path, name=name, title=top.get("title", str), protocol=protocol, per_emotion=per_emotion, seed=seed,
