@@ -33,6 +33,7 @@ from emogen_bench.errors import DataError, UsageError, WeightsError
 from emogen_bench.fileio import write_json_atomic
 from emogen_bench.hashing import sha256_bytes
 from emogen_bench.progress import progress
+from emogen_bench.safe_read import decode_text, loads_json, read_json
 
 BLIP2_MODEL = "Salesforce/blip2-opt-2.7b"
 #: Not pinned yet (the Hub could not be reached when this was written): ``None`` reads ``main``; the commit that
@@ -232,11 +233,12 @@ def metadata_path(captions: Path) -> Path:
 
 def _parse_lines(data: bytes, path: Path) -> list[CaptionRecord]:
     records = []
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+    text = decode_text(data, str(path), "captions file", DataError)
+    for number, line in enumerate(text.splitlines(), start=1):
         try:
-            document = json.loads(line)
+            document = loads_json(line, f"{path}, line {number}", "caption record", DataError)
             records.append(CaptionRecord(str(document["id"]), str(document["sha256"]), str(document["caption"])))
-        except (ValueError, KeyError, TypeError):
+        except (DataError, KeyError, TypeError):
             raise DataError(
                 f"{path}, line {number}: not a caption record ({line[:60]!r}); delete the file (or that line) "
                 "and caption again"
@@ -281,10 +283,11 @@ def _check_metadata(path: Path, config: CaptionConfig, captioner: Captioner | No
         identity.update(model=captioner.name, revision=captioner.revision)
     meta = metadata_path(path)
     if meta.is_file():
-        saved = json.loads(meta.read_text(encoding="utf-8"))
-        if saved.get("captioner") != identity:
+        saved = read_json(meta, "captions metadata", DataError)
+        if not isinstance(saved, dict) or saved.get("captioner") != identity:
             raise UsageError(
-                f"{path} was written by another captioner ({saved.get('captioner')}), not {identity}; "
+                f"{path} was written by another captioner "
+                f"({saved.get('captioner') if isinstance(saved, dict) else saved!r}), not {identity}; "
                 "caption with the same settings, or write to another file (out=...)"
             )
         return saved

@@ -8,8 +8,11 @@ arbitrary JSON values, and valid documents with one field replaced by an arbitra
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from emogen_bench.cache import FeatureCache
 from emogen_bench.errors import BenchError
 from emogen_bench.results import read_results
 from emogen_bench.safe_read import loads_json, loads_toml
@@ -165,3 +169,17 @@ def test_deep_documents_everywhere(text: str) -> None:
         path.write_text(text)
         with pytest.raises(BenchError, match="nested"):
             read_results(path)
+
+
+@SETTINGS
+@given(st.binary(max_size=400) | JSON.map(lambda value: json.dumps(value).encode()))
+def test_cached_metric_summaries_are_a_value_or_a_miss(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        cache = FeatureCache(root=folder)
+        cache.put_summary("metrics-abc", {"emo_a": {"value": 0.125}})
+        path = cache.summary_path("metrics-abc")
+        path.write_bytes(data)  # anything in its place: damaged, edited, hostile
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            found = cache.get_summary("metrics-abc")
+        assert found is None or found == {"emo_a": {"value": 0.125}}

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from emogen_bench import __version__
+from emogen_bench.errors import UsageError
+from emogen_bench.safe_read import file_kind, read_json
 from leaderboard.regenerate.plan import (
     DEFAULT_GPUS,
     EMOGEN,
@@ -144,12 +146,8 @@ def started_path(workdir: Path, owner: str, name: str) -> Path:
 
 def read_marker(workdir: Path, owner: str, name: str) -> dict[str, Any] | None:
     """A stage's completion marker, or ``None`` when there is none or it is unreadable (then the stage reruns)."""
-    path = marker_path(workdir, owner, name)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(document, dict) or document.get("format") != MARKER_FORMAT:
+    document = read_json_or_none(marker_path(workdir, owner, name))
+    if document is None or document.get("format") != MARKER_FORMAT:
         return None
     return document
 
@@ -192,9 +190,13 @@ def stage_status(workdir: Path, stage: Stage, run_ids: Mapping[str, str | None])
 
 
 def read_json_or_none(path: Path) -> dict[str, Any] | None:
+    """A JSON object the work folder holds, or ``None`` when it is absent, damaged or not a file (a FIFO is not
+    opened): the stage that owns it then runs again."""
+    if file_kind(path) is not None:
+        return None
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        document = read_json(path, "work-folder record", UsageError)
+    except UsageError:
         return None
     return document if isinstance(document, dict) else None
 
