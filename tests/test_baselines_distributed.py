@@ -29,6 +29,7 @@ def _launch(processes: int, worker: str, *args: str) -> list[dict]:
     return launch(processes, HERE / worker, *args)
 
 
+@pytest.mark.slow  # torchrun with two processes: CI runs it (.ci/run), `pytest -m slow` here
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
 def test_dreambooth_on_two_processes_writes_once_and_resumes_on_one(tmp_path: Path) -> None:
     from fake_emoset import make_fake_emoset
@@ -53,6 +54,7 @@ def test_dreambooth_on_two_processes_writes_once_and_resumes_on_one(tmp_path: Pa
     assert {e: sorted(p.name for p in (out / e / "unet").iterdir()) for e in EMOTION_NAMES} == unet
 
 
+@pytest.mark.slow  # torchrun with two processes: CI runs it (.ci/run), `pytest -m slow` here
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
 def test_caption_sd_on_two_processes_shards_the_captions_and_trains_once(tmp_path: Path) -> None:
     from fake_emoset import make_fake_emoset
@@ -107,6 +109,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # torchrun with two processes: CI runs it (.ci/run), `pytest -m slow` here
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
 def test_sharded_generation_gives_the_one_process_folder_byte_for_byte(tmp_path: Path) -> None:
     options = ["baseline", "sd", "generate", "--tiny", "--per-emotion", "2", "--steps", "1", "--size", "256",

@@ -40,6 +40,7 @@ def test_the_world_comes_from_the_launchers_environment() -> None:
             world_from_env(bad)
 
 
+@pytest.mark.slow  # torchrun with two processes: CI runs it (.ci/run), `pytest -m slow` here
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
 def test_torchrun_two_processes_give_the_one_process_results(
     e2e_evaluation: E2EEvaluation, e2e_submission: Path, e2e_reference: Path, real_layout_weights: RealLayoutWeights,
@@ -70,6 +71,7 @@ def test_torchrun_two_processes_give_the_one_process_results(
     assert len(cached) == n * 4  # inception, clip, semantic, emoset: each image once, by one rank or the other
 
 
+@pytest.mark.slow  # torchrun with two processes: CI runs it (.ci/run), `pytest -m slow` here
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
 def test_reference_statistics_built_by_two_processes_equal_one_process(
     real_layout_weights: RealLayoutWeights, tmp_path: Path

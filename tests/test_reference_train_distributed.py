@@ -22,6 +22,7 @@ def _launch(processes: int, *args: str, worker: Path = WORKER) -> list[dict]:
     return launch(processes, worker, *args)
 
 
+@pytest.mark.slow  # torchrun with two processes: CI runs it (.ci/run), `pytest -m slow` here
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
 def test_two_processes_train_checkpoint_and_resume_with_one(tmp_path: Path) -> None:
     write_emoset(tmp_path / "emoset")
@@ -42,6 +43,7 @@ def test_two_processes_train_checkpoint_and_resume_with_one(tmp_path: Path) -> N
     assert [json.loads(line)["step"] for line in (out / "loss.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.slow  # torchrun with two processes: CI runs it (.ci/run), `pytest -m slow` here
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun (part of torch) is not on PATH")
 def test_stage1_on_two_processes_writes_once_and_resumes_on_one(tmp_path: Path) -> None:
     import torch
