@@ -4,15 +4,12 @@ documents that Python's JSON reader cannot take, and ``--paper`` links that are 
 from __future__ import annotations
 
 import json
-import os
 import stat
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile_files import fifo
 from leaderboard_fixtures import entry_document, results_document
 
 from emogen_bench.cli import main
@@ -29,37 +26,6 @@ from leaderboard.entries import (
     validate_entry,
 )
 from leaderboard.site import GENERATOR, render_site
-
-
-@contextmanager
-def fifo(path: Path, feed: bytes) -> Iterator[Path]:
-    """A real FIFO at ``path``; should anything open it for reading, it gets ``feed`` and end of file.
-
-    The code under test must never open it: the feeder only makes the code this replaces, which did,
-    go on with what it read instead of waiting forever.
-    """
-    os.mkfifo(path)
-    stop = threading.Event()
-
-    def feeder() -> None:
-        while not stop.is_set():
-            try:
-                handle = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # fails (ENXIO) while nobody reads
-            except OSError:
-                stop.wait(0.02)
-                continue
-            try:
-                os.write(handle, feed)
-            finally:
-                os.close(handle)
-
-    thread = threading.Thread(target=feeder, daemon=True)
-    thread.start()
-    try:
-        yield path
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _set(document: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_leaderboard_hostile import fifo
+from hostile_files import fifo
 
 from emogen_bench.cli import main
 from emogen_bench.errors import ExitCode, UsageError, WeightsError

@@ -10,12 +10,12 @@ import hashlib
 import json
 import os
 import stat
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
+from hostile_files import fifo
 
 from emogen_bench.cli import main
 from emogen_bench.errors import ExitCode, UsageError, WeightsError
@@ -33,35 +33,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@contextmanager
-def fifo(path: Path, feed: bytes) -> Iterator[Path]:
-    """A real FIFO at ``path``.  Should anything open it for reading, it gets ``feed`` and end of file.
-
-    The code under test must never open it; the feeder only keeps the code this replaces, which did,
-    failing on what it reads instead of waiting forever.
-    """
-    os.mkfifo(path)
-    stop = threading.Event()
-
-    def feeder() -> None:
-        while not stop.is_set():
-            try:
-                handle = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # fails (ENXIO) while nobody reads
-            except OSError:
-                stop.wait(0.02)
-                continue
-            try:
-                os.write(handle, feed)
-            finally:
-                os.close(handle)
-
-    thread = threading.Thread(target=feeder, daemon=True)
-    thread.start()
-    try:
-        yield path
-    finally:
-        stop.set()
-        thread.join(5)
 
 
 def place(path: Path, content: bytes | None, feed: bytes = b"[broken") -> AbstractContextManager[Path]:
