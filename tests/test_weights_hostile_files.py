@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from hostile_files import fifo
+from test_weights_store import one_file_registry
 
 from emogen_bench.cli import main
 from emogen_bench.errors import ExitCode, UsageError, WeightsError
@@ -110,22 +111,7 @@ def test_hostile_registry_files_are_usage_errors(tmp_path: Path, content: bytes 
 
 
 def unpinned_registry(tmp_path: Path, pin: str = 'pin = "unpinned"') -> Registry:
-    path = tmp_path / "registry.toml"
-    path.write_text(
-        f"""
-[artifacts.test-net]
-description = "a test file"
-used_by = ["fid"]
-license = "none"
-loader = "torchscript"
-
-[[artifacts.test-net.files]]
-name = "net.pt"
-urls = ["http://127.0.0.1:9/net.pt"]
-{pin}
-"""
-    )
-    return Registry.from_toml(path)
+    return one_file_registry(tmp_path, pin)
 
 
 def records(artifacts: object) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any
 
 from emogen_bench import __version__
 from emogen_bench.errors import UsageError
-from emogen_bench.safe_read import file_kind, read_json
+from emogen_bench.safe_read import read_json
 from leaderboard.regenerate.plan import (
     DEFAULT_GPUS,
     EMOGEN,
@@ -192,9 +192,7 @@ def stage_status(workdir: Path, stage: Stage, run_ids: Mapping[str, str | None])
 def read_json_or_none(path: Path) -> dict[str, Any] | None:
     """A JSON object the work folder holds, or ``None`` when it is absent, damaged or not a file (a FIFO is not
     opened): the stage that owns it then runs again."""
-    if file_kind(path) is not None:
-        return None
-    try:
+    try:  # read_json refuses a missing or special file by type, before opening it
         document = read_json(path, "work-folder record", UsageError)
     except UsageError:
         return None
