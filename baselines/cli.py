@@ -3,6 +3,8 @@
 Options that every baseline understands map onto its settings (``--steps`` is the number of training
 steps for ``train`` and of sampler steps for ``generate``); anything else goes through ``--set KEY=VALUE``.
 Registered through the ``emogen_bench.commands`` entry point ``baseline = "baselines.cli:register"``.
+:mod:`baselines.common` imports torch, so it is imported by the handlers and by the deferred builder of the
+options (:func:`emogen_bench.cli.defer_arguments`), never at start-up: ``emogen-bench --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from baselines.common import BASELINES, get_baseline, load_components, parse_set_options
+from emogen_bench.cli import defer_arguments
 from emogen_bench.distributed import barrier, parse_shard, process_group, world_from_env
 from emogen_bench.errors import UsageError
 
 
 def _merge(explicit: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
     """Settings from the named options (those given) and ``--set``; the same key twice is a UsageError."""
+    from baselines.common import parse_set_options
+
     given = {key: value for key, value in explicit.items() if value is not None}
     extra = parse_set_options(pairs)
     clash = sorted(set(given) & {key.replace("-", "_") for key in extra})
@@ -68,6 +72,8 @@ def generate_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _components(args: argparse.Namespace, checkpoint: Path | None, training: bool) -> Any:
+    from baselines.common import load_components
+
     dtype = args.dtype if args.dtype != "auto" or not training else "fp32"
     return load_components(
         args.sd_model, args.sd_revision, tiny=args.tiny, device=args.device, dtype=dtype,
@@ -85,6 +91,8 @@ def _report(args: argparse.Namespace, document: dict[str, Any]) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """``baseline NAME train``: returns 0 after printing the checkpoint folder."""
+    from baselines.common import get_baseline
+
     baseline = get_baseline(args.baseline)
     if not baseline.trains:
         raise UsageError(f"the {args.baseline} baseline has nothing to train; run `baseline {args.baseline} generate`")
@@ -102,6 +110,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     """``baseline NAME generate``: returns 0 after printing the submission folder."""
+    from baselines.common import get_baseline
+
     baseline = get_baseline(args.baseline)
     if baseline.trains and args.checkpoint is None:
         raise UsageError(f"baseline {args.baseline} generate needs --checkpoint (the folder its train step wrote)")
@@ -149,8 +159,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train and run the paper's baselines (SD, Textual Inversion, DreamBooth, caption-finetuned SD)",
         description="Baselines of the EICG task; docs/baselines.md gives their settings, commands and GPU costs.",
     )
-    parser.add_argument("baseline", choices=list(BASELINES), metavar="NAME", help=f"one of {', '.join(BASELINES)}")
     parser.set_defaults(handler=lambda args: _help(parser))
+    defer_arguments(parser, _add_actions)
+
+
+def _add_actions(parser: argparse.ArgumentParser) -> None:
+    """The baseline's name and its ``train`` and ``generate`` actions (the names come from torch-importing
+    :mod:`baselines.common`, hence deferred)."""
+    from baselines.common import BASELINES
+
+    parser.add_argument("baseline", choices=list(BASELINES), metavar="NAME", help=f"one of {', '.join(BASELINES)}")
     actions = parser.add_subparsers(dest="baseline_action", metavar="ACTION")
 
     train = actions.add_parser("train", help="train the baseline on the derived subset (not for sd)")

@@ -23,6 +23,13 @@ on stderr; a number is never reported from it.  The checksum catches damage and
 hand edits; it is not a signature against someone who recomputes it (the
 metric values are also cross-checked where they can be, see ``evaluate``).
 
+``emogen-bench cache info`` lists what the cache holds (:func:`inventory`) and
+``emogen-bench cache prune`` removes entries by age or extractor (:func:`prune`).
+Features are deliberately not packed into one file per submission: an entry per
+image keeps the content-hash key (an image shared by two runs is computed once),
+and each entry is complete the moment it is renamed into place, which is what
+lets an interrupted run resume.
+
 A cache folder that cannot be written (read-only, a regular file, a full disk)
 never stops a run: :meth:`FeatureCache.ensure_usable` probes it before the
 expensive work, and a write that fails later (``ENOSPC``, ``EROFS``, ``EACCES``)
@@ -41,18 +48,22 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from emogen_bench.errors import DataError
-from emogen_bench.features.base import ExtractorInfo
 from emogen_bench.hashing import SHA256_HEX
 from emogen_bench.paths import bench_home
 from emogen_bench.safe_read import file_kind, read_bytes, read_json
+
+if TYPE_CHECKING:  # torch is not imported for `emogen-bench cache info|prune`
+    from emogen_bench.features.base import ExtractorInfo
 
 #: Bumped when the on-disk layout changes; older layouts are left alone (``clear`` removes them all).
 #: v2: every entry carries its key and a sha256 of its content.
@@ -419,3 +430,199 @@ class FeatureCache:
 def _warn(message: str) -> None:
     """One warning line on stderr, as the command line writes them."""
     print(_WARNING + message, file=sys.stderr)
+
+
+# --- inventory and pruning (``emogen-bench cache info|prune``) ------------------------------------
+
+#: What a summary entry is, from the prefix of its key (``pipeline``: LPIPS; ``evaluate``: the rest).
+SUMMARY_KINDS = {"lpips": "LPIPS per-emotion summaries", "metrics": "metric values",
+                 "extractor": "extractor identities"}  # fmt: skip
+_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class CacheFile:
+    """One file under the cache's layout folders: what it is, its size and when it was written.
+
+    ``kind`` is ``features`` (one image's outputs; ``group`` is the extractor name), ``summary`` (``group`` is
+    the key's prefix, see :data:`SUMMARY_KINDS`), ``partial`` (a temporary file an interrupted write left) or
+    ``old-layout`` (an entry of an earlier cache layout, never read by this version).
+    """
+
+    path: Path
+    kind: str
+    group: str
+    size: int
+    mtime: float
+
+
+def cache_files(root: Path) -> Iterator[CacheFile]:
+    """Every file the cache owns under ``root`` (its layout folders only; links are never followed)."""
+    if not root.is_dir():
+        return
+    for layout in sorted(child for child in root.iterdir() if child.is_dir() and not child.is_symlink()
+                         and _LAYOUT_DIR.fullmatch(child.name)):  # fmt: skip
+        for folder, folders, files in os.walk(layout):
+            folders.sort()
+            for name in sorted(files):
+                path = Path(folder, name)
+                try:
+                    stat = path.lstat()
+                except OSError:
+                    continue
+                yield CacheFile(path, *_classify(layout, path), stat.st_size, stat.st_mtime)
+
+
+def _classify(layout: Path, path: Path) -> tuple[str, str]:
+    """``(kind, group)`` of a file of the cache (see :class:`CacheFile`)."""
+    if layout.name != LAYOUT:
+        return "old-layout", layout.name
+    parts = path.relative_to(layout).parts
+    if path.name.startswith(".") and path.name.endswith(".tmp"):
+        return "partial", parts[0]
+    if len(parts) == 5 and parts[0] == "items" and path.suffix == ".npz":
+        return "features", parts[1]
+    if len(parts) == 3 and parts[0] == "summaries" and path.suffix == ".json":
+        prefix = path.stem.split("-", 1)[0]
+        return "summary", prefix if prefix in SUMMARY_KINDS else "other"
+    return "other", parts[0]
+
+
+@dataclass
+class _Tally:
+    entries: int = 0
+    bytes: int = 0
+    oldest: float | None = None
+    newest: float | None = None
+    models: set[str] = field(default_factory=set)
+
+    def add(self, entry: CacheFile) -> None:
+        self.entries += 1
+        self.bytes += entry.size
+        self.oldest = entry.mtime if self.oldest is None else min(self.oldest, entry.mtime)
+        self.newest = entry.mtime if self.newest is None else max(self.newest, entry.mtime)
+
+    def to_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"entries": self.entries, "bytes": self.bytes}
+        document["oldest"], document["newest"] = _iso(self.oldest), _iso(self.newest)
+        return document
+
+
+def _iso(stamp: float | None) -> str | None:
+    return None if stamp is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+def inventory(root: Path) -> dict[str, Any]:
+    """What the cache at ``root`` holds: totals, feature entries per extractor (with how many distinct models,
+    i.e. extractor cache keys, they come from), summaries per kind, partial writes and older layouts."""
+    total = _Tally()
+    tallies: dict[str, dict[str, _Tally]] = {"features": {}, "summary": {}, "partial": {}, "old-layout": {},
+                                             "other": {}}  # fmt: skip
+    for entry in cache_files(root):
+        total.add(entry)
+        tally = tallies[entry.kind].setdefault(entry.group, _Tally())
+        tally.add(entry)
+        if entry.kind == "features":
+            tally.models.add(entry.path.parent.parent.name)
+    extractors = {name: {**t.to_dict(), "models": len(t.models)} for name, t in sorted(tallies["features"].items())}
+    return {
+        "root": str(root),
+        "layout": LAYOUT,
+        **total.to_dict(),
+        "extractors": extractors,
+        "summaries": {kind: t.to_dict() for kind, t in sorted(tallies["summary"].items())},
+        "partial": _merged(tallies["partial"]),
+        "old_layouts": {name: t.to_dict() for name, t in sorted(tallies["old-layout"].items())},
+        "other": _merged(tallies["other"]),
+    }
+
+
+def _merged(groups: Mapping[str, _Tally]) -> dict[str, Any]:
+    total = _Tally()
+    for tally in groups.values():
+        total.entries += tally.entries
+        total.bytes += tally.bytes
+        for stamp in (tally.oldest, tally.newest):
+            if stamp is not None:
+                total.oldest = stamp if total.oldest is None else min(total.oldest, stamp)
+                total.newest = stamp if total.newest is None else max(total.newest, stamp)
+    return total.to_dict()
+
+
+def select_for_pruning(
+    files: Iterable[CacheFile], *, older_than_days: float | None, extractor: str | None, everything: bool, now: float
+) -> list[CacheFile]:
+    """The files a prune removes (pure): ``everything``, or those matching every criterion given.
+
+    ``extractor`` picks that extractor's feature entries (and, for ``lpips``, its per-emotion summaries);
+    ``older_than_days`` files written more than that many days before ``now``.  Metric values and extractor
+    identities stay unless ``everything`` or their age says otherwise: they stay true whatever features remain.
+    """
+    if everything:
+        return list(files)
+    chosen = []
+    for entry in files:
+        if extractor is not None and not (
+            (entry.kind == "features" and entry.group == extractor)
+            or (extractor == "lpips" and entry.kind == "summary" and entry.group == "lpips")
+        ):
+            continue
+        if older_than_days is not None and now - entry.mtime <= older_than_days * _DAY:
+            continue
+        chosen.append(entry)
+    return chosen
+
+
+def prune(
+    root: Path,
+    *,
+    older_than_days: float | None = None,
+    extractor: str | None = None,
+    everything: bool = False,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Remove (or with ``dry_run`` only count) the cache files :func:`select_for_pruning` picks; emptied folders
+    go too.  Returns ``{"dry_run", "removed": {entries, bytes}, "by_kind": {...}, "failed": [...]}``.
+
+    Only files the cache owns are touched (its layout folders under ``root``); a file that cannot be removed
+    is listed under ``failed`` and the rest go on.
+    """
+    if not everything and older_than_days is None and extractor is None:
+        raise ValueError("prune needs a criterion: older_than_days, extractor or everything")
+    chosen = select_for_pruning(
+        cache_files(root), older_than_days=older_than_days, extractor=extractor, everything=everything,
+        now=time.time() if now is None else now,
+    )  # fmt: skip
+    removed, by_kind, failed = _Tally(), {}, []
+    for entry in chosen:
+        if not dry_run:
+            try:
+                entry.path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                failed.append(f"{entry.path}: {error.strerror or error}")
+                continue
+        removed.add(entry)
+        by_kind.setdefault(f"{entry.kind}:{entry.group}", _Tally()).add(entry)
+    if not dry_run:
+        _remove_empty_folders(root)
+    return {
+        "root": str(root),
+        "dry_run": dry_run,
+        "removed": {"entries": removed.entries, "bytes": removed.bytes},
+        "by_kind": {key: {"entries": t.entries, "bytes": t.bytes} for key, t in sorted(by_kind.items())},
+        "failed": failed,
+    }
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Remove the folders left empty under the cache's layout folders (the layout folders too)."""
+    if not root.is_dir():
+        return
+    for layout in (c for c in root.iterdir() if c.is_dir() and not c.is_symlink() and _LAYOUT_DIR.fullmatch(c.name)):
+        for folder, _, _ in sorted(os.walk(layout), key=lambda walked: -len(Path(walked[0]).parts)):
+            with contextlib.suppress(OSError):  # not empty, or not ours to remove: left as it is
+                os.rmdir(folder)
+

@@ -9,7 +9,7 @@ result: the seed (KID's subsets, the bootstrap, the paper-code pair sampling)
 and the ``protocol`` (:mod:`emogen_bench.protocols`), which names the
 definitions the numbers follow; ``pairs`` belongs to the ``emogen-paper-code``
 protocol (random pairs per emotion for its LPIPS and Sem-D) and is ignored by
-``eicg-v2``.
+``eicg-v3``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     WEIGHTS = 3  # a weight file is missing, corrupt or has the wrong hash
     DATA = 4  # the EmoSet folder is unreadable or has problems (with --strict)
     INTERRUPTED = 130  # Ctrl-C; partial outputs are left under temporary names only
+    BROKEN_PIPE = 141  # the reader of the output went away (128 + SIGPIPE); nothing is printed
     INTERNAL = 70  # a bug: please report it
 
 

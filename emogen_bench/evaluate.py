@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from emogen_bench.features import ARTIFACTS_BY_EXTRACTOR, build_extractors, chec
 from emogen_bench.features.base import FeatureExtractor
 from emogen_bench.features.paper_code import is_paper_code
 from emogen_bench.metrics import MetricValue
-from emogen_bench.metrics.intervals import wilson_interval
+from emogen_bench.metrics.intervals import clip_values, wilson_interval
 from emogen_bench.pipeline import ExtractionResult, ImageItem, extract, items_from_report, resolve_device
 from emogen_bench.protocols import PAPER_CODE, Protocol, get_protocol
 from emogen_bench.protocols.base import Features, Selection
@@ -42,7 +42,16 @@ from emogen_bench.submission import ValidationReport, validate_submission
 from emogen_bench.task import EMOTION_NAMES, METRICS, PROTOCOL
 from emogen_bench.weights import WeightStore, open_store
 
+#: Called by :func:`evaluate` with the images, the selection and the features the metrics are computed from.
+FeaturesHook = Callable[[Sequence[ImageItem], Selection, Features], None]
+
 REFERENCE_HINT = "no reference statistics given (--reference-stats); build them once with `{command}`"
+#: Where FID/KID are all that was asked and no reference statistics are given: nothing could be scored.
+REFERENCE_NEEDED = (
+    "{metrics} need{s} reference statistics: give --reference-stats FILE (build the file once with `{command}`) "
+    "or the name of the protocol's official statistics (e.g. --reference-stats ref-stats-{protocol}, fetched and "
+    "verified like a weight); nothing was evaluated"
+)
 
 
 class InvalidSubmissionError(InvalidInputError):
@@ -76,7 +85,7 @@ def compute_metrics(
         reads = spec.spec("lpips").reads
         selection.pair_plan, selection.pair_files = pairs.plan, [item for item in items if reads(item.relpath)]
     features = Features({m: dict(extraction.features) for m in metrics}, dict(extraction.lpips))
-    return spec.compute(selection, features, reference, pairs, seed=seed)
+    return clip_values(*spec.compute(selection, features, reference, pairs, seed=seed))
 
 
 def _pass(
@@ -125,18 +134,22 @@ def _pass(
 def _artifacts(
     used: Mapping[str, tuple[str, bool]], store: WeightStore | None, weights_override: Path | None
 ) -> dict[str, Any]:
-    """Provenance of every artifact used (``{id: (digest, smoke)}``): hash, official, overridden.
+    """Provenance of every artifact used (``{id: (digest, smoke)}``): hash, official, pinned, overridden.
 
     The digest recorded is always the one the extractor was built from (or would
     be).  Whether those bytes are the official ones is taken from the weights
     store (the override file applied) only when the store holds the very same
     bytes; an artifact of extractors passed in by the caller that the store
-    cannot vouch for is recorded as not official, with source ``caller``.
+    cannot vouch for is recorded as not official, with source ``caller``.  ``pinned`` is true only for
+    official bytes the registry fixes by a full sha256 of every file (or a Hub revision): false for a
+    trust-on-first-use artifact ("unpinned weights").
     """
     artifacts: dict[str, Any] = {}
     for artifact_id, (digest, smoke) in used.items():
         if smoke:
-            artifacts[artifact_id] = {"digest": digest, "official": False, "overridden": False, "smoke": True}
+            artifacts[artifact_id] = {
+                "digest": digest, "official": False, "pinned": False, "overridden": False, "smoke": True,
+            }
             continue
         if store is None:
             store = open_store(weights_override)
@@ -146,12 +159,14 @@ def _artifacts(
             resolved = None
         if resolved is None or resolved.digest != digest:
             artifacts[artifact_id] = {
-                "digest": digest, "official": False, "overridden": False, "source": "caller", "path": None,
+                "digest": digest, "official": False, "pinned": False, "overridden": False, "source": "caller",
+                "path": None,
             }
             continue
         artifacts[artifact_id] = {
             "digest": resolved.digest,
             "official": resolved.official,
+            "pinned": resolved.pinned,
             "overridden": resolved.overridden,
             "source": resolved.source,
             "path": str(resolved.path),
@@ -324,6 +339,22 @@ def _check_variants(extractors: Mapping[str, FeatureExtractor], protocol: Protoc
         )
 
 
+def reference_needed(metrics: tuple[str, ...], protocol: str) -> str:
+    """The usage message for ``metrics`` (FID and/or KID) asked for without reference statistics."""
+    wanted = [m for m in metrics if m in ("fid", "kid")]
+    return REFERENCE_NEEDED.format(
+        metrics=" and ".join(m.upper() for m in wanted), s="" if len(wanted) > 1 else "s",
+        command=build_hint(protocol), protocol=protocol,
+    )  # fmt: skip
+
+
+def check_reference_given(metrics: tuple[str, ...], protocol: str) -> None:
+    """Refuse (:class:`UsageError`) an evaluation whose every metric needs the reference statistics not given:
+    it would score nothing, yet print empty tables and write a results file."""
+    if metrics and set(metrics) <= {"fid", "kid"}:
+        raise UsageError(reference_needed(metrics, protocol))
+
+
 def _reference_for(
     metrics: tuple[str, ...], reference: ReferenceStats | None, config: EvalConfig
 ) -> tuple[tuple[str, ...], ReferenceStats | None, dict[str, str]]:
@@ -332,7 +363,7 @@ def _reference_for(
     if not {"fid", "kid"} & set(metrics):
         return metrics, None, {}  # neither loaded (~430 MB) nor cited when not requested
     if reference is None and config.reference_stats is not None:
-        reference = load_reference_stats(config.reference_stats)
+        reference = load_reference_stats(config.reference_stats, store=open_store(config.weights_override))
     if reference is not None:
         reference.check_protocol(config.protocol)
         return metrics, reference, {}
@@ -351,6 +382,7 @@ def evaluate(
     extractors: Mapping[str, FeatureExtractor] | None = None,
     reference: ReferenceStats | None = None,
     cache: FeatureCache | None = None,
+    on_features: FeaturesHook | None = None,
 ) -> EvaluationResult:
     """Score the submission at ``path``; the CLI's ``evaluate`` is a thin face over this.
 
@@ -358,10 +390,14 @@ def evaluate(
     built in code, statistics already loaded and a private cache; by default they
     come from the pinned weights (``config.weights_override`` applied),
     ``config.reference_stats`` and the benchmark's cache folder.  Extractors and
-    reference statistics must be those of ``config.protocol``.
+    reference statistics must be those of ``config.protocol``.  ``on_features`` is called with every
+    image (canonical order), the selection and the very features the metrics are computed from (the
+    per-image results of :mod:`emogen_bench.per_image`); with it, cached metric values are not used.
     """
     config = config or EvalConfig()
     protocol = get_protocol(config.protocol)
+    if reference is None and config.reference_stats is None:
+        check_reference_given(config.metrics, protocol.name)  # before any image is read
     timings: dict[str, float] = {}
     started = time.perf_counter()
     report = validate_submission(path, per_emotion=config.per_emotion, show_progress=config.show_progress)
@@ -414,12 +450,12 @@ def evaluate(
 
     started = time.perf_counter()
     key = values_key(identity)
-    cached_values = _cached_values(cache, key) if key is not None else None
+    cached_values = _cached_values(cache, key) if key is not None and on_features is None else None
     timings["metrics_cache_read"] = time.perf_counter() - started
 
     device = str(resolve_device(config.device))
     if cached_values is not None:
-        overall, per_emotion = cached_values
+        overall, per_emotion = clip_values(*cached_values)  # idempotent: values cached before clipping are clipped
         counts = {name: {"computed": 0, "cached": len(files)} for files, group in protocol.pass_groups(selection)
                   for name in group}  # fmt: skip
     else:
@@ -434,12 +470,14 @@ def evaluate(
         if reference is not None and "inception" in extractors:
             reference.check_extractor(extractors["inception"].info)
         features, counts, pass_timings = _pass(protocol, selection, extractors, cache, config, device)
+        if on_features is not None:
+            on_features(items, selection, features)
         timings.update({f"extract.{k}": v for k, v in pass_timings.items()})
         pairs = protocol.score_pairs(selection, extractors, device)
         if pairs is not None:
             timings["pairs"] = pairs.scores.seconds
         started = time.perf_counter()
-        overall, per_emotion = protocol.compute(selection, features, reference, pairs, seed=config.seed)
+        overall, per_emotion = clip_values(*protocol.compute(selection, features, reference, pairs, seed=config.seed))
         timings["metrics"] = time.perf_counter() - started
         key = values_key(identity)
         if key is not None:
@@ -502,6 +540,8 @@ def fill_cache_for_rank(
             "folder that every rank shares"
         )
     protocol = get_protocol(config.protocol)
+    if config.reference_stats is None:
+        check_reference_given(config.metrics, protocol.name)
     report = validate_submission(
         path, per_emotion=config.per_emotion, show_progress=config.show_progress and world.is_main
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from emogen_bench.errors import UsageError
-from emogen_bench.safe_read import file_kind
+from emogen_bench.safe_read import file_kind, read_bytes
 
 #: Free space an output file's folder must have before a command starts its work (results, tables: small files).
 MIN_FREE_BYTES = 16 * 1024 * 1024
@@ -74,6 +74,29 @@ def write_json_atomic(
     """``write_atomic`` of a JSON document (strict: NaN and infinities are refused)."""
     text = json.dumps(document, indent=indent, sort_keys=sort_keys, allow_nan=False) + "\n"
     return write_atomic(path, text, overwrite=overwrite)
+
+
+def check_generated_page(target: Path, generator: str) -> None:
+    """Refuse to replace ``target`` unless it is missing or a page ``generator`` wrote.
+
+    A page is ours when it holds ``<meta name="generator" content="GENERATOR">``: the report and the
+    leaderboard pages are regenerated in place, but a user's own ``index.html`` (or a FIFO, which would
+    block the read) is never overwritten.  Raises :class:`UsageError` naming the file.
+    """
+    kind = file_kind(target)
+    if kind == "missing":
+        return
+    if kind is not None:
+        raise UsageError(f"{target} is {kind}, not a page this generator wrote; nothing was overwritten")
+    try:
+        ours = f'<meta name="generator" content="{generator}">'.encode() in read_bytes(target, "page")
+    except UsageError:
+        ours = False
+    if not ours:
+        raise UsageError(
+            f"{target} exists and was not written by '{generator}'; nothing was overwritten. "
+            "Move that file away or choose another output folder."
+        )
 
 
 def expand_path(value: str | Path, option: str = "path") -> Path:

@@ -15,11 +15,15 @@ The flow of :func:`extract`:
    loader's batch size or worker count: every image is seen by the model at
    the same batch position in every run, so its features do not depend on
    those settings.  Each model batch's features are written to the cache at
-   once, so an interrupted run resumes where it stopped.
+   once, so an interrupted run resumes where it stopped.  The extractors whose
+   features are stored run first on each batch and LPIPS (never stored per
+   image, and the slowest) last, so an interruption inside LPIPS loses no
+   other extractor's features of the images read so far.
 5. LPIPS features (millions of values per image) are never stored: each row is
    added, in canonical order, to one streaming :class:`PairwiseAccumulator`
    per emotion (group = index within the emotion modulo ``lpips_groups``),
-   summarised when the emotion ends, and the small summary is cached.
+   summarised as soon as the emotion's last image is added, and the small
+   summary is cached at once.
 
 :func:`score_pairs` is the ``emogen-paper-code`` protocol's pair stage, run
 after the pass: only the images of the sampled pairs (a few hundred at most)
@@ -32,7 +36,7 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,6 +328,7 @@ class _LpipsReducer:
                  cache: FeatureCache, clock: _Stopwatch) -> None:
         self.groups, self.keys, self.cache, self.clock = groups, keys, cache, clock
         self.starts = {emotion: found[0] for emotion, found in positions.items()}
+        self.remaining = {emotion: len(found) for emotion, found in positions.items()}
         self.group_of = {emotion: group_ids(len(found), groups) for emotion, found in positions.items()}
         self.summaries: dict[str, PairwiseSummary] = {}
         self.emotion: str | None = None
@@ -338,6 +343,9 @@ class _LpipsReducer:
         indices = np.asarray(positions) - self.starts[emotion]
         with self.clock("lpips_accumulate"):
             self.accumulator.add(rows.reshape(len(rows), -1), self.group_of[emotion][indices])
+        self.remaining[emotion] -= len(positions)
+        if self.remaining[emotion] == 0:  # the emotion is complete: its summary is stored now, not at the next one
+            self.finish()
 
     def finish(self) -> None:
         """Summarise the emotion in progress (if any) and cache its summary."""
@@ -468,10 +476,11 @@ def extract(
                     raise batch.errors[0]
                 for name, (positions, inputs) in batch.inputs.items():
                     pending[name].add(positions, inputs.to(target, non_blocking=True))
+                for name in run_order(batch.inputs, extractors):
                     run(name, final=False)
         finally:
             batches = None  # on an error, stop the workers now, not when the traceback is collected
-        for name in used:
+        for name in run_order(used, extractors):
             run(name, final=True)
     if lpips is not None:
         lpips.finish()
@@ -484,6 +493,16 @@ def extract(
         counts=counts,
         decoded=len(work),
     )
+
+
+def run_order(names: Iterable[str], extractors: Mapping[str, FeatureExtractor]) -> list[str]:
+    """The order extractors run on a batch: those whose features are stored first, by name; then the others.
+
+    The features of a stored extractor survive an interruption from the moment they are written; LPIPS
+    (never stored per image, and the slowest) runs last, so stopping a run during it costs no other
+    extractor's work on the images already read.
+    """
+    return sorted(names, key=lambda name: (not extractors[name].info.cacheable, name))
 
 
 def _plan_lpips(
@@ -574,7 +593,7 @@ def score_pairs(
                         f"{files[int(first)].path} ({a.shape[1]}x{a.shape[0]}) and {files[int(second)].path} "
                         f"({b.shape[1]}x{b.shape[0]}) were drawn as an LPIPS pair but differ in size; the "
                         "emogen-paper-code protocol compares full-resolution images, as the released code does, "
-                        "so every *jpg image must have one size: resize them, or use the eicg-v2 protocol"
+                        "so every *jpg image must have one size: resize them, or use the eicg-v3 protocol"
                     )
                 values.append(lpips_unit_distance(lpips_model, a, b))
             lpips_values[emotion] = np.asarray(values, dtype=np.float64)

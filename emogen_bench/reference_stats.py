@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,6 +53,17 @@ from emogen_bench.pipeline import ImageItem, canonical_key, extract
 from emogen_bench.protocols import PAPER_CODE, PROTOCOLS, get_protocol
 from emogen_bench.safe_read import file_kind, loads_json
 from emogen_bench.task import DATA, DEFAULT_SEED, EMOTION_NAMES, METRICS, PROTOCOL
+from emogen_bench.weights.registry import (
+    REFERENCE_BUILD_HINT,
+    REFERENCE_STATS_LOADER,
+    Registry,
+    load_registry,
+    reference_build_hint,
+    reference_stats_id,
+)
+
+if TYPE_CHECKING:
+    from emogen_bench.weights.store import WeightStore
 
 REFERENCE_FORMAT = "emogen-bench-reference-stats"
 REFERENCE_FORMAT_VERSION = 1
@@ -64,12 +75,12 @@ FEATURE_OUTPUT = "pool"
 BLOCK_IMAGES = 256 * METRICS.model_batch
 #: Loader settings share the evaluation's defaults (they never change a result).
 DEFAULTS = EvalConfig()
-BUILD_HINT = "emogen-bench reference-stats build --index DIR --emoset-root ROOT --out REF.npz"
+BUILD_HINT = REFERENCE_BUILD_HINT
 
 
 def build_hint(protocol: str = PROTOCOL) -> str:
     """The command that builds reference statistics for ``protocol``."""
-    return BUILD_HINT if protocol == PROTOCOL else f"{BUILD_HINT} --protocol {protocol}"
+    return reference_build_hint(protocol)
 
 
 @dataclass(frozen=True, eq=False)
@@ -462,12 +473,52 @@ def _read_array(path: Path, archive: Any, key: str, shape: tuple[int, ...], prot
     return array
 
 
-def load_reference_stats(path: str | Path) -> ReferenceStats:
-    """Read and check a reference-statistics file (format, version, a known protocol, every array's shape)."""
+def reference_names(registry: Registry | None = None) -> tuple[str, ...]:
+    """The registry ids of official reference statistics (``ref-stats-<protocol>``), in registry order."""
+    registry = registry if registry is not None else load_registry()
+    return tuple(a.id for a in registry.artifacts if a.loader == REFERENCE_STATS_LOADER)
+
+
+def is_reference_name(value: str | Path, registry: Registry | None = None) -> bool:
+    """True when ``value`` names official reference statistics rather than a file.
+
+    An existing file always wins (a path still works); otherwise a bare registry id is a name.
+    """
+    text = str(value)
+    return file_kind(Path(text)) == "missing" and text in reference_names(registry)
+
+
+def fetch_reference_stats(name: str, store: WeightStore | None = None) -> Path:
+    """The local file of the official statistics ``name``, fetched and verified like any weight artifact.
+
+    Downloads it when missing (never in offline mode), checks its sha256 against the registry, and
+    raises :class:`WeightsError` (exit code 3) when it cannot: before publication, with the command that
+    builds the statistics locally.
+    """
+    if store is None:
+        from emogen_bench.weights import open_store
+
+        store = open_store()
+    [resolved] = store.fetch([name], show_progress=False)
+    return resolved.path
+
+
+def load_reference_stats(path: str | Path, *, store: WeightStore | None = None) -> ReferenceStats:
+    """Read and check a reference-statistics file (format, version, a known protocol, every array's shape).
+
+    ``path`` may also name official statistics in the weights registry (``ref-stats-eicg-v3``): they are
+    fetched and verified through ``store`` (the default store when None) first.
+    """
+    if is_reference_name(path, None if store is None else store.registry):
+        path = fetch_reference_stats(str(path), store)
     path = Path(path)
     kind = file_kind(path)
     if kind == "missing":
-        raise UsageError(f"reference statistics {path} do not exist; build them with `{BUILD_HINT}`")
+        names = ", ".join(reference_names(None if store is None else store.registry))
+        raise UsageError(
+            f"reference statistics {path} do not exist; build them with `{BUILD_HINT}`, or name official "
+            f"statistics ({names})"
+        )
     if kind is not None:
         raise UsageError(f"reference statistics {path} is {kind}; give the .npz file `{BUILD_HINT}` wrote")
     try:
@@ -496,3 +547,60 @@ def load_reference_stats(path: str | Path) -> ReferenceStats:
             sum(counts[emotion] for emotion in EMOTION_NAMES),
         )
     return ReferenceStats(per_emotion, pooled, kid_sample, metadata, path=path, sha256=sha256_file(path))
+
+
+# --- publishing -----------------------------------------------------------------------------------
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (JSON's escaping is valid TOML for these characters)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def registry_entry(
+    path: str | Path, *, urls: Sequence[str] = (), registry: Registry | None = None
+) -> str:
+    """The ``registry.toml`` entry that publishes the statistics file ``path`` as ``ref-stats-<protocol>``.
+
+    The file is loaded and checked first; the entry pins its full sha256 and size and says in comments how
+    it was made (protocol, split, EmoSet index digest, extractor and its weights, seed, emogen-bench
+    version) and under which software the entry was printed.  Without ``urls`` the entry has ``urls = []``
+    (still unpublished) and a comment asks for the download URL.
+    """
+    from emogen_bench.results import environment
+
+    stats = load_reference_stats(path)
+    registry = registry if registry is not None else load_registry()
+    artifact_id = reference_stats_id(stats.protocol)
+    known = registry.get(artifact_id) if artifact_id in registry else None
+    file_name = known.files[0].name if known is not None else f"reference-{stats.protocol}.npz"
+    meta, extractor = stats.metadata, stats.extractor
+    env = environment("cpu")
+    packages = ", ".join(f"{name} {version}" for name, version in env["packages"].items() if version)
+    weights = ", ".join(f"{a} {d}" for a, d in dict(extractor.get("artifacts", {})).items())
+    description = known.description if known is not None else f"Reference statistics of protocol {stats.protocol}"
+    license_note = known.license if known is not None else "derived from EmoSet (research use, cite EmoSet)"
+    used_by = ["fid", "kid"] if any(meta["kid_sample_counts"].values()) else ["fid"]
+    lines = [
+        f"[artifacts.{artifact_id}]",
+        f"description = {_toml_string(description)}",
+        f"used_by = {json.dumps(used_by)}",
+        f"license = {_toml_string(license_note)}",
+        f'loader = "{REFERENCE_STATS_LOADER}"',
+        f"# made by: emogen-bench {meta['benchmark_version']} reference-stats build, protocol {meta['protocol']}, "
+        f"split {meta['split']}, seed {meta['seed']}, created {meta['created']}",
+        f"# EmoSet index: {meta['index_digest']}, {sum(meta['counts'].values())} images",
+        f"# extractor: {extractor.get('name')} {extractor.get('cache_key')}; weights: {weights}",
+        f"# entry printed under python {env['python']}, {packages}",
+        "",
+        f"[[artifacts.{artifact_id}.files]]",
+        f"name = {_toml_string(file_name)}",
+        f"urls = [{', '.join(_toml_string(u) for u in urls)}]"
+        + ("" if urls else "  # add the download URL(s) of the uploaded file here"),
+        'pin = "sha256"',
+        f'sha256 = "{stats.sha256}"',
+        f"size = {Path(path).stat().st_size}",
+    ]
+    if stats.smoke:
+        lines.insert(0, "# SMOKE: built with the tiny in-code models; never publish these statistics")
+    return "\n".join(lines) + "\n"

@@ -20,11 +20,13 @@ from emogen_bench.results import (
     metric_keys_in,
 )
 
+#: Written after an interval one of whose bounds was clipped to the metric's range (``clipped`` in the JSON).
+CLIPPED_MARK = "~"
 SMOKE_BANNER = "SMOKE RUN: tiny random models built in code; these numbers mean nothing about any method"
-#: Printed under the header of a paper-code result: it sits beside the published numbers, never beside eicg-v2.
+#: Printed under the header of a paper-code result: it sits beside the published numbers, never beside eicg-v3.
 PAPER_CODE_BANNER = (
     f"{PAPER_CODE}: released-code compatibility (quirks included, docs/paper_code.md); "
-    "comparable with the published EmoGen numbers, not comparable with eicg-v2"
+    "comparable with the published EmoGen numbers, not comparable with eicg-v3"
 )
 
 
@@ -56,6 +58,25 @@ def format_interval(key: str, ci95: list[float] | None) -> str:
     return f"[{format_value(key, ci95[0])}, {format_value(key, ci95[1])}]"
 
 
+def _interval_cell(key: str, entry: dict[str, Any]) -> str:
+    """The interval of a metric's entry, marked when a bound was clipped to the metric's range."""
+    return format_interval(key, entry.get("ci95")) + (CLIPPED_MARK if entry.get("clipped") else "")
+
+
+def _clipped_notes(document: dict[str, Any]) -> list[str]:
+    """One line per headline interval that was clipped: which bound, to what."""
+    overall = document["metrics"]["overall"]
+    notes = []
+    for key in metric_keys_in(document):
+        clipped, ci95 = overall[key].get("clipped"), overall[key].get("ci95")
+        if clipped and ci95:
+            bound = {"low": ci95[0], "high": ci95[1]}
+            ends = ", ".join(f"{name} end set to {format_value(key, bound[name])}" for name in clipped)
+            notes.append(f"{CLIPPED_MARK} {METRIC_LABELS[key]}: interval clipped to the metric's range ({ends}; "
+                         '"clipped" in the JSON).')  # fmt: skip
+    return notes
+
+
 def _direction(key: str) -> str:
     return "lower" if key in LOWER_IS_BETTER else "higher"
 
@@ -69,7 +90,7 @@ def _headline_rows(document: dict[str, Any]) -> list[list[str]]:
             [
                 METRIC_LABELS[key],
                 format_value(key, entry.get("value")),
-                format_interval(key, entry.get("ci95")),
+                _interval_cell(key, entry),
                 str(entry.get("n", "")),
                 _direction(key),
             ]
@@ -114,6 +135,9 @@ def _context_lines(document: dict[str, Any]) -> list[str]:
         + ("all official" if document["official_weights"] else "NOT all official (see artifacts in the JSON)")
         + f"  seed {document['seed']}  device {document['environment']['device']}",
     ]
+    unpinned = sorted(key for key, record in document.get("artifacts", {}).items() if record.get("pinned") is False)
+    if unpinned and not document.get("smoke"):
+        lines.append(f"unpinned weights (no full sha256 in the registry; trusted on first use): {', '.join(unpinned)}")
     label = protocol_line(document["protocol"])
     if label is not None:
         lines.insert(1, label)
@@ -129,7 +153,7 @@ def render_table(document: dict[str, Any]) -> str:
     header, rows = _per_emotion_rows(document)
     if rows:
         parts += ["", "per emotion:", _grid(header, rows)]
-    notes = []
+    notes = _clipped_notes(document)
     if "fid" in metric_keys_in(document) and document["protocol"] == PAPER_CODE:
         notes.append("* FID per emotion is biased at this number of images (the released code reports it anyway).")
     elif "fid" in metric_keys_in(document):
@@ -162,6 +186,7 @@ def render_markdown(document: dict[str, Any]) -> str:
     header, rows = _per_emotion_rows(document)
     if rows:
         parts += ["", table(header, rows)]
+    parts += [line for note in _clipped_notes(document) for line in ("", note)]
     for key, reason in document.get("not_computed", {}).items():
         parts += ["", f"{METRIC_LABELS.get(key, key)} not computed: {reason}"]
     return "\n".join(parts) + "\n"

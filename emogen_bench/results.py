@@ -23,21 +23,14 @@ from emogen_bench.metrics import MetricValue
 from emogen_bench.safe_read import read_json
 from emogen_bench.task import EMOTION_NAMES, METRIC_KEYS
 
+# The metric names and directions live in task.py; results documents are where most readers look for them.
+from emogen_bench.task import LOWER_IS_BETTER as LOWER_IS_BETTER
+from emogen_bench.task import METRIC_LABELS as METRIC_LABELS
+from emogen_bench.task import PERCENT_METRICS as PERCENT_METRICS
+
 SCHEMA = "emogen-bench/results"
 SCHEMA_VERSION = 1
 
-#: Display names and the better direction of each metric key.
-METRIC_LABELS: dict[str, str] = {
-    "fid": "FID",
-    "kid": "KID",
-    "lpips": "LPIPS",
-    "emo_a": "Emo-A",
-    "emo_a_resnet50": "Emo-A (ResNet-50)",
-    "sem_c": "Sem-C",
-    "sem_d": "Sem-D",
-}
-LOWER_IS_BETTER = frozenset({"fid", "kid"})
-PERCENT_METRICS = frozenset({"emo_a", "emo_a_resnet50"})
 
 _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pillow", "transformers", "lpips", "clean-fid")
 

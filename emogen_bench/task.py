@@ -47,7 +47,7 @@ def emotion(name: str) -> Emotion:
 
 #: Protocol identity, recorded in every result.
 PROTOCOL_NAME = "eicg"
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 PROTOCOL = f"{PROTOCOL_NAME}-v{PROTOCOL_VERSION}"
 
 
@@ -99,11 +99,23 @@ DEFAULT_SEED = 0
 
 #: Metric keys, in the order tables show them; used by ``--metrics`` and in results JSON.
 METRIC_KEYS: tuple[str, ...] = ("fid", "kid", "lpips", "emo_a", "emo_a_resnet50", "sem_c", "sem_d")
+#: Display names of the metric keys, and which are lower-is-better and shown as percentages.
+METRIC_LABELS: dict[str, str] = {
+    "fid": "FID",
+    "kid": "KID",
+    "lpips": "LPIPS",
+    "emo_a": "Emo-A",
+    "emo_a_resnet50": "Emo-A (ResNet-50)",
+    "sem_c": "Sem-C",
+    "sem_d": "Sem-D",
+}
+LOWER_IS_BETTER = frozenset({"fid", "kid"})
+PERCENT_METRICS = frozenset({"emo_a", "emo_a_resnet50"})
 
 
 @dataclass(frozen=True)
 class MetricProtocol:
-    """How each metric is computed under ``eicg-v2``; every value here changes printed numbers."""
+    """How each metric is computed under ``eicg-v3``; every value here changes printed numbers."""
 
     #: FID/KID: clean-fid "clean" resize (PIL bicubic per channel in float) to this square size.
     inception_size: int = 299

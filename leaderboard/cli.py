@@ -1,10 +1,13 @@
 """``emogen-bench leaderboard add|build|list``: entries in, tables and the site out.
 
 Registered through the ``emogen_bench.commands`` entry point (pyproject.toml),
-so ``emogen_bench`` never imports this package.  The default folders,
-``leaderboard/entries`` and ``leaderboard/site``, are relative to the current
-folder: run the commands from the repository root, or pass ``--entries`` and
-``--out``.
+so ``emogen_bench`` never imports this package.  ``build`` and ``list`` read
+``leaderboard/entries`` in the current folder when it is there (a checkout),
+else the entries installed with the package (:mod:`leaderboard.resources`);
+``add`` writes to ``leaderboard/entries`` and ``build`` to ``leaderboard/site``,
+both relative to the current folder, never into the installed package.  Pass
+``--entries`` and ``--out`` to choose.  The entries and tables modules are
+imported by the handlers, so registering the command stays light.
 """
 
 from __future__ import annotations
@@ -13,13 +16,11 @@ import argparse
 from pathlib import Path
 
 from emogen_bench.errors import ExitCode, UsageError
-from emogen_bench.fileio import write_atomic
 from emogen_bench.protocols import PROTOCOLS
-from emogen_bench.results import read_results
-from leaderboard.entries import check_entry_options, entry_from_results, load_entries, store_entry
-from leaderboard.tables import render_csv, render_markdown
+from leaderboard.resources import REPOSITORY_ENTRIES, entries_folder, entries_source
 
-DEFAULT_ENTRIES = Path("leaderboard/entries")
+#: Where ``add`` writes (relative to the current folder); ``build`` and ``list`` read :func:`entries_folder`.
+DEFAULT_ENTRIES = REPOSITORY_ENTRIES
 DEFAULT_SITE = Path("leaderboard/site")
 
 
@@ -29,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "leaderboard",
         help="add a results JSON to the leaderboard; render it as Markdown, CSV and a static site",
         description=(
-            "Leaderboard entries are JSON files under ENTRIES/<protocol>/<slug>.json (default "
-            f"{DEFAULT_ENTRIES}, relative to the current folder: run from the repository root). Each protocol "
+            "Leaderboard entries are JSON files under ENTRIES/<protocol>/<slug>.json (default: build and list read "
+            f"{DEFAULT_ENTRIES} in the current folder when it is there, else the entries installed with "
+            f"emogen-bench; add writes to {DEFAULT_ENTRIES} in the current folder). Each protocol "
             "gets its own ranking; numbers under different protocols are never compared."
         ),
     )
@@ -42,8 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="turn a results JSON of an official run into a leaderboard entry",
         description=(
             "Check the results (schema, known protocol, not a smoke run, every weight official, exactly 1000 "
-            "images for each of the 8 emotions, submission digest, every metric of the protocol) and store the "
-            "entry as ENTRIES/<protocol>/<id>.json. A different existing entry is never replaced without --replace."
+            "images for each of the 8 emotions, every metric of the protocol; the manifest, image count, counts "
+            "and submission digest agree; artifact and reference-statistics hashes checked against the weights "
+            "registry, unpinned ones marked in the entry; verified only with every weight and the reference "
+            "statistics pinned) and store the entry as ENTRIES/<protocol>/<id>.json. A different existing entry "
+            "is never replaced without --replace."
         ),
     )
     add.add_argument("results", type=Path, metavar="RESULTS", help="the results JSON written by emogen-bench evaluate")
@@ -60,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--verified-by", metavar="NAME", help="who re-ran evaluate (with --status verified)")
     add.add_argument("--id", dest="slug", metavar="SLUG", help="the entry's slug (default: from --method)")
     add.add_argument("--notes", metavar="TEXT", help="a note shown with the entry")
-    _entries_option(add)
+    _entries_option(add, reading=False)
     add.add_argument("--replace", action="store_true", help="replace an existing, different entry with the same id")
     add.set_defaults(handler=run_add)
 
@@ -70,25 +75,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render every entry into OUT/leaderboard.md, OUT/leaderboard.csv and the static site "
         "OUT/index.html (generated files: they are replaced on every build).",
     )
-    _entries_option(build)
+    _entries_option(build, reading=True)
     build.add_argument(
         "--out", type=Path, default=DEFAULT_SITE, metavar="DIR", help=f"output folder (default {DEFAULT_SITE})"
     )
     build.set_defaults(handler=run_build)
 
     listing = commands.add_parser("list", help="print the leaderboard tables (Markdown) on stdout")
-    _entries_option(listing)
+    _entries_option(listing, reading=True)
     listing.add_argument("--protocol", choices=tuple(PROTOCOLS), help="only this protocol's table")
     listing.set_defaults(handler=run_list)
 
 
-def _entries_option(parser: argparse.ArgumentParser) -> None:
+def _entries_option(parser: argparse.ArgumentParser, *, reading: bool) -> None:
+    """``--entries``: read from the checkout's folder or the installed copy; written only relative to the current
+    folder."""
+    if reading:
+        where = (f"{DEFAULT_ENTRIES} in the current folder when it is there, else the entries installed with "
+                 f"emogen-bench; {entries_source()}")  # fmt: skip
+    else:
+        where = f"{DEFAULT_ENTRIES}, relative to the current folder"
     parser.add_argument(
         "--entries",
         type=Path,
-        default=DEFAULT_ENTRIES,
+        default=None if reading else DEFAULT_ENTRIES,
         metavar="DIR",
-        help=f"the entries folder (default {DEFAULT_ENTRIES}, relative to the current folder)",
+        help=f"the entries folder (default {where})",
     )
 
 
@@ -99,6 +111,9 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def run_add(args: argparse.Namespace) -> int:
     """Check the options, then the results; write the entry; 0 when written or already there."""
+    from emogen_bench.results import read_results
+    from leaderboard.entries import check_entry_options, entry_from_results, store_entry
+
     check_entry_options(
         method=args.method, paper=args.paper, code=args.code, verified_by=args.verified_by, slug=args.slug,
         notes=args.notes,
@@ -125,9 +140,12 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     """Write the Markdown, the CSV and the site; print each path."""
+    from emogen_bench.fileio import write_atomic
+    from leaderboard.entries import load_entries
     from leaderboard.site import render_site
+    from leaderboard.tables import render_csv, render_markdown
 
-    entries = load_entries(args.entries)
+    entries = load_entries(args.entries if args.entries is not None else entries_folder())
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; pass a folder for leaderboard.md, leaderboard.csv and index.html")
@@ -142,7 +160,10 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print the tables of every protocol, or of ``--protocol``."""
-    entries = load_entries(args.entries)
+    from leaderboard.entries import load_entries
+    from leaderboard.tables import render_markdown
+
+    entries = load_entries(args.entries if args.entries is not None else entries_folder())
     if args.protocol is not None:
         entries = [entry for entry in entries if entry.protocol == args.protocol]
     print(render_markdown(entries), end="")

@@ -5,7 +5,9 @@ An entry is stored as ``<entries dir>/<protocol>/<slug>.json`` and its ``id`` is
 protocols never share a file name space.  :func:`validate_entry` lists every
 problem of a document; :func:`entry_from_results` turns an ``evaluate`` results
 JSON into an entry only when the run is the official protocol with official
-weights; :func:`store_entry` never replaces a different entry unless asked.
+weights and the file is consistent (manifest, counts and digest agree; digests
+checked against the weights registry, unpinned ones marked); :func:`store_entry`
+never replaces a different entry unless asked.
 The fields are described in docs/leaderboard.md.
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -22,12 +26,15 @@ from typing import Any
 
 from emogen_bench.errors import BenchError, InvalidInputError, UsageError
 from emogen_bench.fileio import write_atomic
+from emogen_bench.hashing import SHA256_HEX, digest_listing
+from emogen_bench.metrics.intervals import METRIC_DOMAINS, UNBIASED_ESTIMATES
 from emogen_bench.protocols import PROTOCOLS
 from emogen_bench.results import METRIC_LABELS
 from emogen_bench.results import SCHEMA as RESULTS_SCHEMA
 from emogen_bench.results import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
 from emogen_bench.safe_read import file_kind, read_json
 from emogen_bench.task import EMOTION_NAMES, SUBMISSION
+from emogen_bench.weights.registry import ArtifactSpec, Registry, load_registry, reference_stats_id
 from leaderboard.escape import http_url
 
 ENTRY_SCHEMA = "emogen-bench/leaderboard-entry"
@@ -69,20 +76,13 @@ PROVENANCE_FIELDS: tuple[str, ...] = (
     "seed",
     "environment",
 )
+#: Provenance fields ``leaderboard add`` writes since issue 13; optional, so entries written before still load.
+#: ``unpinned_artifacts``: the ids of weights the registry does not pin to a full sha256 (trust on first use, a
+#: sha256 prefix, or not in the registry); ``reference_stats_known``: whether the reference statistics are the
+#: registry's ``ref-stats-<protocol>``.
+OPTIONAL_PROVENANCE_FIELDS: tuple[str, ...] = ("unpinned_artifacts", "reference_stats_known")
 USER_STUDY_ASPECTS: tuple[str, ...] = ("fidelity", "emotion", "diversity")
 
-#: The values each metric can take, (lowest, highest), ``None`` where there is no bound.  FID, LPIPS and Sem-D
-#: are means of squared distances, never negative; KID is an unbiased estimate of MMD^2, which can fall
-#: slightly below 0; Emo-A (both classifiers) is an accuracy and Sem-C a mean probability, both fractions.
-METRIC_DOMAINS: dict[str, tuple[float | None, float | None]] = {
-    "fid": (0.0, None),
-    "kid": (None, None),
-    "lpips": (0.0, None),
-    "emo_a": (0.0, 1.0),
-    "emo_a_resnet50": (0.0, 1.0),
-    "sem_c": (0.0, 1.0),
-    "sem_d": (0.0, None),
-}
 #: The most images a value can come from: a complete submission overall, one emotion's share per emotion.
 MAX_N_OVERALL = SUBMISSION.images_per_emotion * len(EMOTION_NAMES)
 MAX_N_PER_EMOTION = SUBMISSION.images_per_emotion
@@ -189,15 +189,15 @@ def _metric_value_problems(where: str, key: str, metric: Any, max_n: int = MAX_N
     value = metric.get("value")
     if not _is_number(value):
         problems.append(f"{where}.value: expected a finite number, got {value!r}")
-    elif (domain := _domain_problem(key, value)) is not None:
-        problems.append(f"{where}.value: {domain}")
+    elif key not in UNBIASED_ESTIMATES and (domain := _domain_problem(key, value)) is not None:
+        problems.append(f"{where}.value: {domain}")  # KID's unbiased estimate may fall just below 0
     ci95 = metric.get("ci95")
     if ci95 is not None:
         if not (isinstance(ci95, list) and len(ci95) == 2 and all(_is_number(bound) for bound in ci95)):
             problems.append(f"{where}.ci95: expected null or [low, high] with two finite numbers, got {ci95!r}")
         elif ci95[0] > ci95[1]:
             problems.append(f"{where}.ci95: low {ci95[0]!r} is above high {ci95[1]!r}")
-        elif None not in METRIC_DOMAINS.get(key, (None, None)):  # a fraction's interval stays within 0 to 1
+        else:  # intervals are clipped to the metric's domain when computed
             problems += [f"{where}.ci95: {problem}" for b in ci95 if (problem := _domain_problem(key, b)) is not None]
     n = metric.get("n")
     if n is not None and not (_is_int(n) and 0 < n <= max_n):
@@ -284,9 +284,10 @@ def _provenance_problems(provenance: Any, status: Any) -> list[str]:
     missing = [name for name in PROVENANCE_FIELDS if name not in provenance]
     if missing:
         problems.append(f"provenance: missing field(s) {', '.join(missing)}")
-    unknown = sorted(set(provenance) - set(PROVENANCE_FIELDS))
+    unknown = sorted(set(provenance) - set(PROVENANCE_FIELDS) - set(OPTIONAL_PROVENANCE_FIELDS))
     if unknown:
         problems.append(f"provenance: unknown field(s) {', '.join(unknown)}")
+    problems += _trust_field_problems(provenance, status)
     checks = {
         "benchmark_version": (_is_text, "the emogen-bench version"),
         "results_schema_version": (lambda v: v == RESULTS_SCHEMA_VERSION, f"{RESULTS_SCHEMA_VERSION}"),
@@ -308,6 +309,25 @@ def _provenance_problems(provenance: Any, status: Any) -> list[str]:
             problems.append(f"provenance.{name}: expected {expected}, got {provenance[name]!r}")
     if "counts" in provenance:
         problems += [f"provenance.counts: {problem}" for problem in count_problems(provenance["counts"])]
+    return problems
+
+
+def _trust_field_problems(provenance: Mapping[str, Any], status: Any) -> list[str]:
+    """Problems of the optional ``unpinned_artifacts`` and ``reference_stats_known``; a verified entry needs every
+    weight pinned and the registry's reference statistics (an entry without the fields predates them)."""
+    problems = []
+    unpinned = provenance.get("unpinned_artifacts", [])
+    if not (isinstance(unpinned, list) and all(_is_text(name) for name in unpinned)):
+        problems.append(f"provenance.unpinned_artifacts: expected a list of artifact ids, got {_shown(unpinned)}")
+    elif unpinned and status == "verified":
+        problems.append(
+            f"provenance.unpinned_artifacts: a verified entry cannot use unpinned weights ({', '.join(unpinned)})"
+        )
+    known = provenance.get("reference_stats_known", True)
+    if not isinstance(known, bool):
+        problems.append(f"provenance.reference_stats_known: expected true or false, got {_shown(known)}")
+    elif not known and status == "verified":
+        problems.append("provenance.reference_stats_known: a verified entry needs the registry's reference statistics")
     return problems
 
 
@@ -498,6 +518,7 @@ def results_problems(results: Mapping[str, Any]) -> list[str]:
     expected_total = SUBMISSION.images_per_emotion * len(EMOTION_NAMES)
     if submission.get("n_images") != expected_total:
         problems.append(f"submission has {submission.get('n_images')!r} images; the protocol needs {expected_total}")
+    problems += manifest_problems(submission)
     if known:
         overall = _mapping(_mapping(results.get("metrics")).get("overall"))
         values = {key: _mapping(overall.get(key)).get("value") for key in PROTOCOLS[protocol].metrics}
@@ -507,6 +528,160 @@ def results_problems(results: Mapping[str, Any]) -> list[str]:
                 f"metric(s) {', '.join(missing)} of protocol {protocol!r} not computed; run evaluate with every "
                 "metric (--metrics all) and --reference-stats"
             )
+    return problems
+
+
+UNEDITED = "use the results JSON exactly as evaluate wrote it"
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut to a readable length (a hostile file may hold a huge value)."""
+    limits = reprlib.Repr()
+    limits.maxstring = limits.maxother = 100
+    return limits.repr(value)
+
+
+def _manifest_pairs(manifest: Any) -> tuple[list[tuple[str, str]] | None, str | None]:
+    """The ``(path, sha256)`` pairs of a results manifest, or ``None`` and why it is not one."""
+    if not isinstance(manifest, list):
+        return None, f"expected a list of [path, sha256] pairs, got {type(manifest).__name__}"
+    bad = [
+        index
+        for index, item in enumerate(manifest)
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], str)
+                and SHA256_HEX.fullmatch(item[1]))
+    ]  # fmt: skip
+    if bad:
+        first = _shown(manifest[bad[0]])
+        return None, f"{len(bad)} item(s) are not [path, sha256] pairs, the first at index {bad[0]}: {first}"
+    pairs = [(path, sha256) for path, sha256 in manifest]
+    twice = sorted(path for path, times in Counter(path for path, _ in pairs).items() if times > 1)
+    if twice:
+        return None, f"{len(twice)} path(s) listed more than once, e.g. {twice[0]!r}"
+    return pairs, None
+
+
+def manifest_problems(submission: Mapping[str, Any]) -> list[str]:
+    """Where a results ``submission`` block contradicts itself; empty when it is consistent.
+
+    ``evaluate`` lists every image it scored in ``manifest`` and derives the rest from that list:
+    ``n_images`` is its length, ``counts`` its images per emotion folder, ``digest`` the
+    :func:`emogen_bench.hashing.digest_listing` of its pairs.  Editing one without the others (e.g. counts
+    raised to 1,000 per emotion over a manifest of 24 images) is refused here.
+    """
+    pairs, problem = _manifest_pairs(submission.get("manifest"))
+    if pairs is None:
+        return [f"submission manifest: {problem}; {UNEDITED}"]
+    problems = []
+    n_images = submission.get("n_images")
+    if n_images != len(pairs):
+        problems.append(f"submission manifest lists {len(pairs):,} image(s) but n_images says {n_images!r}; {UNEDITED}")
+    counts = _mapping(submission.get("counts"))
+    listed = Counter(path.split("/", 1)[0] for path, _ in pairs)
+    folders = [*EMOTION_NAMES, *sorted(set(listed) - set(EMOTION_NAMES))]
+    differ = [f"{e} {counts.get(e, 0)!r} vs {listed[e]}" for e in folders if counts.get(e, 0) != listed[e]]
+    if differ:
+        problems.append(
+            f"submission counts do not match the images in the manifest (counts vs manifest): {', '.join(differ)}; "
+            f"{UNEDITED}"
+        )
+    digest = submission.get("digest")
+    recomputed = digest_listing(pairs)
+    if isinstance(digest, str) and DIGEST.fullmatch(digest) and digest != recomputed:
+        problems.append(
+            f"submission digest {digest} is not the digest of its manifest ({recomputed}): the manifest or the "
+            f"digest was edited; {UNEDITED}"
+        )
+    return problems
+
+
+# --- what the weights registry vouches for ------------------------------------------------------------------------
+
+
+def _sha256_problem(value: Any, what: str) -> str | None:
+    """Why ``value`` is not a real hex sha256 (malformed, or the all-zero placeholder); None when it is one."""
+    if not (isinstance(value, str) and SHA256_HEX.fullmatch(value)):
+        return f"{what} {_shown(value)} is not a sha256 (64 lower-case hex digits)"
+    if value == "0" * 64:
+        return f"{what} is all zeros: a placeholder, not the hash of any file"
+    return None
+
+
+def pinned_digest(spec: ArtifactSpec) -> str | None:
+    """The ``sha256:`` listing digest the registry pins an artifact's files to (what evaluate records as its
+    digest); ``None`` when some file has no full sha256 pin (trust on first use, a prefix) or it is a Hub snapshot."""
+    if spec.hf is not None or not spec.pinned:
+        return None
+    return digest_listing([(f.name, str(f.sha256)) for f in spec.files])
+
+
+@dataclass(frozen=True)
+class RegistryTrust:
+    """What the weights registry vouches for in a results document (stored in the entry's provenance).
+
+    ``unpinned_artifacts``: ids whose digest the registry cannot check (a file trusted on first use, a file pinned
+    by a sha256 prefix only, an id not in the registry); ``reference_stats_known``: the reference statistics are
+    the registry's ``ref-stats-<protocol>``, pinned by a full sha256; ``problems``: digests that are malformed,
+    all zeros, or contradict a full pin.
+    """
+
+    unpinned_artifacts: tuple[str, ...]
+    reference_stats_known: bool
+    problems: tuple[str, ...]
+
+
+def _artifact_trust(artifact_id: str, digest: Any, registry: Registry) -> tuple[bool, str | None]:
+    """``(pinned, problem)`` of one artifact's recorded digest; a Hub snapshot is pinned by its commit revision."""
+    if not (isinstance(digest, str) and digest.startswith("sha256:")):
+        return False, f"artifact {artifact_id}: digest {_shown(digest)} does not start with 'sha256:'; {UNEDITED}"
+    if (problem := _sha256_problem(digest.removeprefix("sha256:"), "digest")) is not None:
+        return False, f"artifact {artifact_id}: {problem}; {UNEDITED}"
+    spec = registry.get(artifact_id) if artifact_id in registry else None
+    if spec is None or not spec.pinned:
+        return False, None
+    expected = pinned_digest(spec)
+    if expected is not None and digest != expected:
+        return False, (
+            f"artifact {artifact_id}: digest {digest} is not the one the weights registry pins ({expected}), yet "
+            "the results say every weight is official; re-run evaluate with the pinned weights"
+        )
+    return True, None
+
+
+def registry_trust(results: Mapping[str, Any], registry: Registry) -> RegistryTrust:
+    """Check the artifact digests and the reference statistics' sha256 of ``results`` against ``registry``."""
+    problems, unpinned = [], []
+    for artifact_id, artifact in sorted(_mapping(results.get("artifacts")).items()):
+        pinned, problem = _artifact_trust(artifact_id, _mapping(artifact).get("digest"), registry)
+        if problem is not None:
+            problems.append(problem)
+        elif not pinned:
+            unpinned.append(artifact_id)
+    sha256 = _mapping(results.get("reference")).get("sha256")
+    problem = _sha256_problem(sha256, "reference statistics sha256")
+    if problem is not None:
+        problems.append(f"{problem}; {UNEDITED} (evaluate records the sha256 of the --reference-stats file)")
+    known = False
+    stats_id = reference_stats_id(str(results.get("protocol")))
+    if problem is None and stats_id in registry:
+        known = any(f.pin == "sha256" and f.sha256 == sha256 for f in registry.get(stats_id).files)
+    return RegistryTrust(tuple(unpinned), known, tuple(problems))
+
+
+def verified_problems(trust: RegistryTrust, protocol: str) -> list[str]:
+    """Why results cannot make a ``verified`` entry: a verified score must be reproducible byte for byte."""
+    problems = []
+    if trust.unpinned_artifacts:
+        problems.append(
+            f"--status verified: weight(s) {', '.join(trust.unpinned_artifacts)} are not pinned to a full sha256 "
+            "in the weights registry (trusted on first use, pinned by a prefix, or unknown), so another run may use "
+            "other bytes; add the entry as self-reported, or pin the weights in the registry first"
+        )
+    if not trust.reference_stats_known:
+        problems.append(
+            f"--status verified: the reference statistics are not the registry's {reference_stats_id(protocol)} "
+            "(pinned by a full sha256); add the entry as self-reported, or evaluate with the published statistics"
+        )
     return problems
 
 
@@ -565,12 +740,15 @@ def entry_from_results(
     notes: str | None = None,
     added: str | None = None,
     source: str | Path | None = None,
+    registry: Registry | None = None,
 ) -> Entry:
     """The entry of an ``evaluate`` results document; refuses anything but an official run with official weights.
 
     Every failed check is listed in one :class:`InvalidInputError` (``source``
-    names the results file in the message).  Only ``value``, ``ci95`` and ``n``
-    of the protocol's metrics are kept, overall and per emotion.  What the caller gave (``method``, ``paper``,
+    names the results file in the message): the run itself, the consistency of its manifest, counts and digest
+    (:func:`manifest_problems`), and its digests against ``registry`` (default: the shipped weights registry;
+    :func:`registry_trust`), which also decides whether ``verified`` is allowed.  Only ``value``, ``ci95`` and
+    ``n`` of the protocol's metrics are kept, overall and per emotion.  What the caller gave (``method``, ``paper``,
     ...) is checked first, by :func:`check_entry_options`: a :class:`UsageError` naming the option.
     """
     check_entry_options(method=method, paper=paper, code=code, verified_by=verified_by, slug=slug, notes=notes)
@@ -588,6 +766,12 @@ def entry_from_results(
         raise UsageError(f"--id {slug!r}: use lower-case letters and digits joined by single hyphens (e.g. my-method)")
     where = f"{source}: " if source is not None else ""
     problems = results_problems(results)
+    trust = RegistryTrust((), False, ())
+    if results.get("schema") == RESULTS_SCHEMA and results.get("schema_version") == RESULTS_SCHEMA_VERSION:
+        trust = registry_trust(results, registry if registry is not None else load_registry())
+        problems += trust.problems
+        if status == "verified":
+            problems += verified_problems(trust, str(results.get("protocol")))
     if problems:
         raise InvalidInputError(
             f"{where}cannot become a leaderboard entry ({len(problems)} problem(s)):\n{_problem_list(problems)}"
@@ -631,6 +815,8 @@ def entry_from_results(
             "reference_sha256": _mapping(results.get("reference")).get("sha256"),
             "seed": results.get("seed"),
             "environment": compact_environment,
+            "unpinned_artifacts": list(trust.unpinned_artifacts),
+            "reference_stats_known": trust.reference_stats_known,
         },
         "metrics": {
             "overall": _metric_subset(results["metrics"]["overall"], keys),
@@ -758,7 +944,6 @@ def smoke_entry_from_results(
     if problems:
         raise InvalidInputError(f"{where}cannot become a smoke entry:\n{_problem_list(problems)}")
     return Entry(document)
-
 
 
 # --- files --------------------------------------------------------------------------------------------------------

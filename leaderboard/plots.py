@@ -5,6 +5,8 @@ the same input.  Every chart carries a ``<title>`` and a ``<desc>`` (read by
 screen readers and shown as a tooltip), text labels on its axes and a legend,
 and takes its colours from :data:`PALETTE` in series order, so a method keeps
 its colour across the charts of one protocol.  Every string is escaped.
+Where a value has a 95% confidence interval, the chart draws it as an error
+bar (a ``<g class="error-bar">`` whisker with caps and its own tooltip).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Series:
     label: str
     values: tuple[float | None, ...]
     colour: int = 0
+    #: ``(low, high)`` per value (``None``: no interval), drawn as error bars; ``()`` when there are none at all.
+    intervals: tuple[tuple[float, float] | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class Point:
     x: float
     y: float
     colour: int = 0
+    #: 95% intervals ``(low, high)`` of x and y, drawn as horizontal and vertical error bars.
+    x_interval: tuple[float, float] | None = None
+    y_interval: tuple[float, float] | None = None
 
 
 def colour(index: int) -> str:
@@ -113,6 +120,22 @@ def _svg_open(element_id: str, width: float, height: float, title: str, descript
     ]
 
 
+def error_bar(x1: float, y1: float, x2: float, y2: float, tooltip: str, cap: float = 4.0) -> str:
+    """A whisker from ``(x1, y1)`` to ``(x2, y2)`` (vertical or horizontal) with a cap at each end."""
+    if x1 == x2:
+        caps = [(x1 - cap, y1, x1 + cap, y1), (x2 - cap, y2, x2 + cap, y2)]
+    else:
+        caps = [(x1, y1 - cap, x1, y1 + cap), (x2, y2 - cap, x2, y2 + cap)]
+    lines = "".join(f'<line x1="{a:.1f}" y1="{b:.1f}" x2="{c:.1f}" y2="{d:.1f}"/>' for a, b, c, d in [
+        (x1, y1, x2, y2), *caps])  # fmt: skip
+    return f'<g class="error-bar" stroke="#222" stroke-width="1.2"><title>{escape(tooltip)}</title>{lines}</g>'
+
+
+def interval_text(interval: tuple[float, float]) -> str:
+    """``"95% CI 0.665–0.735"``: how a tooltip names an interval."""
+    return f"95% CI {format_value(interval[0])}–{format_value(interval[1])}"
+
+
 def _legend(items: Sequence[tuple[str, int]], x0: float, y0: float, width: float) -> tuple[list[str], float]:
     """Legend items (label, colour index) as swatch and label, wrapped to ``width``; returns parts and height used."""
     parts, x, y = [], x0, y0
@@ -164,7 +187,10 @@ def bar_chart(
     for item in series:
         if len(item.values) != len(categories):
             raise ValueError(f"series {item.label!r} has {len(item.values)} values for {len(categories)} categories")
+        if item.intervals and len(item.intervals) != len(categories):
+            raise ValueError(f"series {item.label!r} has {len(item.intervals)} intervals for {len(categories)} values")
     values = [v for item in series for v in item.values if v is not None]
+    values += [interval[1] for item in series for interval in item.intervals if interval is not None]
     top_value = max([0.0, *values])
     ticks = nice_ticks(0.0, top_value if top_value > 0 else 1.0)
     bar = 14.0 if len(series) <= 4 else 9.0
@@ -200,6 +226,13 @@ def bar_chart(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar - 1:.1f}" height="{bottom - y:.1f}" '
                 f'fill="{colour(item.colour)}"><title>{tooltip}</title></rect>'
             )
+            interval = item.intervals[c] if item.intervals else None
+            if interval is not None:
+                centre = x + (bar - 1) / 2
+                parts.append(
+                    error_bar(centre, to_y(max(interval[0], low)), centre, to_y(interval[1]),
+                              f"{item.label}, {category}: {interval_text(interval)}", cap=min(4.0, bar / 2))
+                )  # fmt: skip
         parts.append(_text(left + c * group + group / 2, bottom + 16, category, anchor="middle"))
     parts.append(f'<line x1="{left:.1f}" y1="{bottom:.1f}" x2="{width - 20:.1f}" y2="{bottom:.1f}" stroke="#444"/>')
     parts += legend
@@ -214,13 +247,16 @@ class Bar:
     label: str
     value: float
     colour: int = 0
+    #: The value's 95% interval ``(low, high)``, drawn as an error bar; ``None`` without one.
+    interval: tuple[float, float] | None = None
 
 
 def method_bars(element_id: str, title: str, description: str, bars: Sequence[Bar], *, y_label: str) -> str:
     """One bar per method, named under it (slanted) and with its value above it; the y axis starts at zero."""
     if not bars:
         raise ValueError("a bar chart needs at least one bar")
-    ticks = nice_ticks(0.0, max([0.0, *(b.value for b in bars)]) or 1.0)
+    highs = [b.interval[1] for b in bars if b.interval is not None]
+    ticks = nice_ticks(0.0, max([0.0, *(b.value for b in bars), *highs]) or 1.0)
     slot, bar = 48.0, 28.0
     left, top, plot_height = 64.0, 40.0, 220.0
     bottom = top + plot_height
@@ -240,7 +276,15 @@ def method_bars(element_id: str, title: str, description: str, bars: Sequence[Ba
             f'<rect x="{centre - bar / 2:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{bottom - y:.1f}" '
             f'fill="{colour(item.colour)}"><title>{escape(f"{item.label}: {format_value(item.value)}")}</title></rect>'
         )
-        parts.append(_text(centre, y - 4, format_value(item.value), anchor="middle", extra=' font-size="10"'))
+        label_y = y - 4
+        if item.interval is not None:
+            top_y = to_y(item.interval[1])
+            parts.append(
+                error_bar(centre, to_y(max(item.interval[0], ticks[0])), centre, top_y,
+                          f"{item.label}: {interval_text(item.interval)}")
+            )  # fmt: skip
+            label_y = min(label_y, top_y - 4)
+        parts.append(_text(centre, label_y, format_value(item.value), anchor="middle", extra=' font-size="10"'))
         parts.append(
             _text(centre + 4, bottom + 14, item.label, anchor="end",
                   extra=f' transform="rotate(-35 {centre + 4:.1f} {bottom + 14:.1f})"')
@@ -296,8 +340,10 @@ def scatter_plot(
     corners = {"top-left": "↖", "top-right": "↗", "bottom-left": "↙", "bottom-right": "↘"}
     if better_corner not in corners:
         raise ValueError(f"better_corner must be one of {', '.join(corners)}, got {better_corner!r}")
-    x_ticks = nice_ticks(*padded_range([p.x for p in points]))
-    y_ticks = nice_ticks(*padded_range([p.y for p in points]))
+    xs = [p.x for p in points] + [bound for p in points if p.x_interval for bound in p.x_interval]
+    ys = [p.y for p in points] + [bound for p in points if p.y_interval for bound in p.y_interval]
+    x_ticks = nice_ticks(*padded_range(xs))
+    y_ticks = nice_ticks(*padded_range(ys))
     left, top, plot_width, plot_height = 64.0, 52.0, 520.0, 280.0
     right, bottom = left + plot_width, top + plot_height
     width, height = max(right + 150.0, title_width(title)), bottom + 52.0
@@ -326,6 +372,15 @@ def scatter_plot(
     )  # fmt: skip
     anchors = [(to_x(point.x), to_y(point.y)) for point in points]
     labels = place_labels(anchors, [point.label for point in points], width - 4)
+    for point, (x, y) in zip(points, anchors):
+        if point.x_interval is not None:
+            low, high = point.x_interval
+            tooltip = f"{point.label}: {x_label} {interval_text(point.x_interval)}"
+            parts.append(error_bar(to_x(low), y, to_x(high), y, tooltip))
+        if point.y_interval is not None:
+            low, high = point.y_interval
+            tooltip = f"{point.label}: {y_label} {interval_text(point.y_interval)}"
+            parts.append(error_bar(x, to_y(low), x, to_y(high), tooltip))
     for point, (x, y), (label_x, label_y, anchor) in zip(points, anchors, labels):
         tooltip = f"{point.label}: {x_label} {format_value(point.x)}, {y_label} {format_value(point.y)}"
         parts.append(

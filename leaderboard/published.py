@@ -18,6 +18,7 @@ from typing import Any
 from emogen_bench.errors import BenchError
 from emogen_bench.protocols import PAPER_CODE
 from leaderboard.entries import ENTRY_SCHEMA, ENTRY_SCHEMA_VERSION, check_entry, slugify, store_entry
+from leaderboard.resources import REPOSITORY_ENTRIES
 
 #: The date these rows were added to the leaderboard (fixed, so the files do not change when regenerated).
 ADDED = "2026-11-27"
@@ -149,7 +150,11 @@ def published_documents() -> list[dict[str, Any]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the published entries under ``--entries`` (default ``leaderboard/entries``)."""
     parser = argparse.ArgumentParser(prog="python -m leaderboard.published", description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=Path, default=Path("leaderboard/entries"), metavar="DIR")
+    parser.add_argument(
+        "--entries", type=Path, default=REPOSITORY_ENTRIES, metavar="DIR",
+        help=f"the entries folder to write (default {REPOSITORY_ENTRIES}, relative to the current folder: the "
+             "checkout's, never the copy installed with the package)",
+    )  # fmt: skip
     parser.add_argument("--replace", action="store_true", help="replace entries whose content changed")
     args = parser.parse_args(argv)
     try:

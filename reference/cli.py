@@ -6,7 +6,8 @@ so ``emogen_bench`` never imports this package.  Steps, in order (docs/reference
 head and attribute confidence table), ``train`` (stage 2: the mapping network), ``generate`` (a
 benchmark submission), the applications ``transfer``, ``fusion`` and ``decompose``, and ``smoke``
 (everything at toy size on synthetic data, in about a minute on a CPU).  Heavy libraries are imported
-inside the handlers, so ``emogen-bench --help`` stays fast.  The defaults come from the config
+inside the handlers, and the steps' options (their defaults come from torch-importing modules) are added only
+when ``reference`` is used, so ``emogen-bench --help`` stays fast.  The defaults come from the config
 dataclasses (``Stage1Config``, ``Stage2Config``, ``GenerateConfig``).
 """
 
@@ -21,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from emogen_bench.cli import defer_arguments
 from emogen_bench.distributed import barrier, parse_shard, process_group, world_from_env
 from emogen_bench.errors import ExitCode, UsageError
 
@@ -288,17 +290,23 @@ def _checkpoint(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``reference`` and its steps to the ``emogen-bench`` parser."""
-    from reference.encoder import Stage1Config
-    from reference.generate import DecompositionConfig, GenerateConfig
-    from reference.train import Stage2Config
-
+    """Add ``reference`` to the ``emogen-bench`` parser; its steps are added when it is used (:func:`_add_steps`)."""
     parser = subparsers.add_parser(
         "reference",
         help="the reference EmoGen: train it on EmoSet (GPU) and generate a benchmark submission",
         description="EmoGen (CVPR 2024) step by step; docs/reference.md explains each step and the full-size run.",
     )
     parser.set_defaults(handler=lambda args: _help(parser))
+    defer_arguments(parser, _add_steps)
+
+
+def _add_steps(parser: argparse.ArgumentParser) -> None:
+    """The steps and their options.  Their defaults come from the config dataclasses, whose modules import torch:
+    deferred (:func:`emogen_bench.cli.defer_arguments`), so ``emogen-bench --help`` does not import it."""
+    from reference.encoder import Stage1Config
+    from reference.generate import DecompositionConfig, GenerateConfig
+    from reference.train import Stage2Config
+
     steps = parser.add_subparsers(dest="reference_step", metavar="STEP")
 
     s1 = _defaults(Stage1Config)

@@ -3,25 +3,38 @@
 ``entry_document`` writes a complete, valid entry of each status; tests change
 one field to make each kind of bad entry.  ``results_document`` is a complete
 results JSON (``emogen-bench/results`` v1) of an official run with official
-weights, the input of ``emogen-bench leaderboard add``.
+weights, the input of ``emogen-bench leaderboard add``: its manifest, counts and
+digest agree, as ``leaderboard add`` checks; ``pinning_registry`` is a weights
+registry that pins its weights and reference statistics (a verified entry needs that).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
+from emogen_bench.hashing import digest_listing, sha256_bytes
 from emogen_bench.protocols import PROTOCOLS
 from emogen_bench.task import EMOTION_NAMES
+from emogen_bench.weights.registry import Registry, parse_registry
 
 ENTRY_SCHEMA = "emogen-bench/leaderboard-entry"
 DIGEST = "sha256:" + "ab" * 32
 
 #: Metric keys of each protocol, in table order.
 PROTOCOL_METRICS = {
-    "eicg-v2": ("fid", "kid", "lpips", "emo_a", "emo_a_resnet50", "sem_c", "sem_d"),
+    "eicg-v3": ("fid", "kid", "lpips", "emo_a", "emo_a_resnet50", "sem_c", "sem_d"),
     "emogen-paper-code": ("fid", "lpips", "emo_a", "sem_c", "sem_d"),
 }
+
+
+#: The digests ``results_document`` records for its weights: ``sha256:`` over each artifact's (file, sha256) listing.
+ARTIFACT_DIGESTS = {
+    "clip-vit-l14": digest_listing([("model.safetensors", "c" * 64)]),
+    "inception-fid": digest_listing([("inception-2015-12-05.pt", "d" * 64)]),
+}
+REFERENCE_SHA256 = "e" * 64
 
 
 def _value(value: float, n: int | None, ci: bool) -> dict[str, Any]:
@@ -41,7 +54,7 @@ def metric_block(protocol: str, base: float, *, per_emotion: bool, ci: bool = Tr
     return {"overall": overall, "per_emotion": emotions}
 
 
-def provenance(protocol: str = "eicg-v2") -> dict[str, Any]:
+def provenance(protocol: str = "eicg-v3") -> dict[str, Any]:
     """The provenance block of a self-reported or verified entry."""
     return {
         "benchmark_version": "0.1.0",
@@ -63,7 +76,7 @@ def entry_document(
     method: str = "Method A",
     *,
     status: str = "self-reported",
-    protocol: str = "eicg-v2",
+    protocol: str = "eicg-v3",
     base: float = 1.0,
     slug: str | None = None,
 ) -> dict[str, Any]:
@@ -95,7 +108,43 @@ def entry_document(
     }
 
 
-def results_document(protocol: str = "eicg-v2", *, base: float = 1.0) -> dict[str, Any]:
+def submission_block(per_emotion: int = 1000, emotions: Sequence[str] = EMOTION_NAMES) -> dict[str, Any]:
+    """The ``submission`` block evaluate writes for ``per_emotion`` images of each of ``emotions``: the manifest of
+    ``[path, sha256]`` pairs, and the image count, counts and digest made from it."""
+    manifest = sorted(
+        [f"{emotion}/{index:04d}.png", sha256_bytes(f"{emotion}/{index}".encode())]
+        for emotion in emotions
+        for index in range(per_emotion)
+    )
+    return {
+        "path": "/data/submission",
+        "digest": digest_listing([(path, sha256) for path, sha256 in manifest]),
+        "n_images": len(manifest),
+        "counts": {emotion: per_emotion for emotion in emotions},
+        "metadata_sha256": None,
+        "metadata": None,
+        "manifest": manifest,
+    }
+
+
+def pinning_registry(protocol: str = "eicg-v3") -> Registry:
+    """A weights registry that pins the weights and the reference statistics of ``results_document(protocol)``."""
+
+    def artifact(name: str, sha256: str) -> dict[str, Any]:
+        file = {"name": name, "urls": [f"https://example.org/{name}"], "pin": "sha256", "sha256": sha256}
+        return {"description": "d", "used_by": ["fid"], "license": "l", "loader": "tensor-files", "files": [file]}
+
+    clip = {"repo_id": "openai/clip-vit-large-patch14", "revision": "3" * 40, "allow_patterns": ["*"],
+            "required_files": ["model.safetensors"]}  # fmt: skip
+    artifacts = {
+        "clip-vit-l14": {"description": "d", "used_by": ["emo_a"], "license": "l", "loader": "hf-snapshot", "hf": clip},
+        "inception-fid": artifact("inception-2015-12-05.pt", "d" * 64),
+        f"ref-stats-{protocol}": artifact("ref.npz", REFERENCE_SHA256),
+    }
+    return parse_registry({"schema": 1, "artifacts": artifacts}, source="test registry")
+
+
+def results_document(protocol: str = "eicg-v3", *, base: float = 1.0) -> dict[str, Any]:
     """A complete results JSON of an official run with official weights (what ``evaluate`` writes)."""
     block = metric_block(protocol, base, per_emotion=True)
     return copy.deepcopy(
@@ -108,19 +157,11 @@ def results_document(protocol: str = "eicg-v2", *, base: float = 1.0) -> dict[st
             "benchmark_version": "0.1.0",
             "created": "2026-11-27T00:00:00+00:00",
             "run": {"kind": "official", "per_emotion": 1000, "label": "official"},
-            "submission": {
-                "path": "/data/submission",
-                "digest": DIGEST,
-                "n_images": 8000,
-                "counts": {emotion: 1000 for emotion in EMOTION_NAMES},
-                "metadata_sha256": None,
-                "metadata": None,
-                "manifest": [],
-            },
-            "reference": {"sha256": "e" * 64, "protocol": protocol},
+            "submission": submission_block(),
+            "reference": {"sha256": REFERENCE_SHA256, "protocol": protocol},
             "artifacts": {
-                "clip-vit-l14": {"digest": "c" * 64, "official": True, "overridden": False},
-                "inception-fid": {"digest": "d" * 64, "official": True, "overridden": False},
+                name: {"digest": digest, "official": True, "overridden": False}
+                for name, digest in ARTIFACT_DIGESTS.items()
             },
             "official_weights": True,
             "seed": 0,

@@ -21,6 +21,7 @@ import platform
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -33,7 +34,9 @@ from cleanfid.fid import frechet_distance as cleanfid_frechet_distance
 from cleanfid.resize import make_resizer
 from conftest import E2E_PER_EMOTION, E2E_REFERENCE_EXTRA, E2EEvaluation, RealLayoutWeights
 from PIL import Image
+from tolerances import EPS64, U32, gamma, lpips_bounds, pair_mean_bound, softmax_bound
 from torch import nn
+from torch.nn import functional as F
 from torchvision import models, transforms
 from transformers import CLIPModel
 
@@ -44,6 +47,7 @@ from emogen_bench.config import EvalConfig
 from emogen_bench.errors import ExitCode, WeightsError
 from emogen_bench.evaluate import InvalidSubmissionError, evaluate
 from emogen_bench.features import ARTIFACTS_BY_EXTRACTOR, EXTRACTOR_NAMES, build_extractors
+from emogen_bench.features.base import run_fixed_batches
 from emogen_bench.hashing import digest_listing, sha256_file
 from emogen_bench.reference_stats import load_reference_stats
 from emogen_bench.results import EvaluationResult, read_results
@@ -84,10 +88,18 @@ class Direct:
     imagenet_max: np.ndarray  # (m,)
     places_max: np.ndarray  # (m,)
     lpips_pairs: dict[str, np.ndarray]  # checked emotion -> LPIPS of every distinct pair
+    lpips_bounds: tuple[float, float]  # tolerances.lpips_bounds: (relative, absolute) per pair
 
 
-def _softmax(logits: torch.Tensor) -> np.ndarray:
-    return torch.softmax(logits.double(), dim=1).numpy()
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+
+
+def _fixed_batches(network: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> np.ndarray:
+    """``network`` on ``inputs`` in the pipeline's fixed batches of 16 (zero-padded): the same float32 module on the
+    same input then gives the pipeline's outputs bit for bit on any CPU (batch-composition independence is asserted
+    in ``test_features_*``), so only the float64 arithmetic after it differs between the two routes."""
+    return run_fixed_batches(lambda batch: {"out": network(batch)}, inputs)["out"]
 
 
 def _resnet_input(images: list[Image.Image], mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -134,14 +146,22 @@ def direct(real_layout_weights: RealLayoutWeights, e2e_submission: Path) -> Dire
         inception = torch.jit.load(str(paths["inception-fid"]), map_location="cpu").eval()
         resize = make_resizer("PIL", False, "bicubic", (299, 299))  # clean-fid's "clean" resize
         x = torch.from_numpy(np.stack([resize(a) for a in arrays]).transpose(0, 3, 1, 2).copy())
-        pool = inception.layers((x - 128) / 128).reshape(len(files), -1).double().numpy()
+        # in the pipeline's fixed batches: equal inputs give the pipeline's features bit for bit on any CPU, so the
+        # FIDs compared below differ by float64 rounding only, not by float32 kernels
+        pool = run_fixed_batches(lambda b: {"pool": inception.layers((b - 128) / 128).reshape(b.shape[0], -1)},
+                                 x.float())["pool"].astype(np.float64)  # fmt: skip
 
         clip = CLIPModel.from_pretrained(paths["clip-vit-l14"], local_files_only=True).eval()
         processor = ckpt.pil_clip_processor(paths["clip-vit-l14"])  # transformers' PIL pipeline, as 4.x
         pixels = processor(images=arrays, return_tensors="pt")["pixel_values"]
-        embedding = clip.visual_projection(clip.vision_model(pixel_values=pixels).pooler_output)
         head = torch.load(paths["emo-head-clip"], map_location="cpu")
-        clip_logits = embedding @ head["fc.weight"].T + head["fc.bias"]
+
+        def clip_forward(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+            """The vision tower and projection, then the head as the pipeline's nn.Linear applies it (F.linear)."""
+            embedding = clip.visual_projection(clip.vision_model(pixel_values=batch).pooler_output)
+            return {"embedding": embedding, "logits": F.linear(embedding, head["fc.weight"], head["fc.bias"])}
+
+        clip_out = run_fixed_batches(clip_forward, pixels)
 
         checked = [i for i in range(len(files)) if emotions[i] in CHECKED_EMOTIONS]
         some = [images[i] for i in checked]
@@ -151,29 +171,37 @@ def direct(real_layout_weights: RealLayoutWeights, e2e_submission: Path) -> Dire
         checkpoint = torch.load(paths["resnet50-places365"], map_location="cpu")
         places.load_state_dict({k.removeprefix("module."): v for k, v in checkpoint["state_dict"].items()})
         semantic_input = _resnet_input(some, IMAGENET_MEAN, IMAGENET_STD)
-        imagenet_max = _softmax(imagenet.eval()(semantic_input)).max(axis=1)
-        places_max = _softmax(places.eval()(semantic_input)).max(axis=1)
-        emoset_logits = _emoset_classifier(paths["emo-resnet50-emoset"])(_resnet_input(some, (0.5,) * 3, (0.5,) * 3))
+        imagenet_max = _softmax(_fixed_batches(imagenet.eval(), semantic_input)).max(axis=1)
+        places_max = _softmax(_fixed_batches(places.eval(), semantic_input)).max(axis=1)
+        emoset = _emoset_classifier(paths["emo-resnet50-emoset"])
+        emoset_logits = _fixed_batches(emoset, _resnet_input(some, (0.5,) * 3, (0.5,) * 3))
 
         network = _lpips_network(paths["alexnet-lpips-trunk"])
-        lpips_pairs = {}
+        pairs, owners = [], []
         for emotion in CHECKED_EMOTIONS:
             chosen = [i for i in range(len(files)) if emotions[i] == emotion]
             assert all(images[i].size == (256, 256) for i in chosen)  # square: resize to 512, nothing to crop
             resized = [np.asarray(images[i].resize((512, 512), Image.BICUBIC)) for i in chosen]
             batch = torch.cat([lpips.im2tensor(array) for array in resized])
-            first, second = zip(*itertools.combinations(range(len(chosen)), 2))
-            lpips_pairs[emotion] = network(batch[list(first)], batch[list(second)]).double().numpy().ravel()
+            for first, second in itertools.combinations(range(len(chosen)), 2):
+                pairs.append(torch.stack([batch[first], batch[second]]))
+                owners.append(emotion)
+        # every pair's two sides each in one fixed batch of 16 through the package's own LPIPS: the AlexNet features
+        # are the pipeline's bit for bit, and the rest is bounded by tolerances.lpips_bounds
+        distances = _fixed_batches(lambda b: network(b[:, 0].contiguous(), b[:, 1].contiguous()).flatten(),
+                                   torch.stack(pairs)).astype(np.float64)  # fmt: skip
+        lpips_pairs = {emotion: distances[np.array(owners) == emotion] for emotion in CHECKED_EMOTIONS}
     return Direct(
         emotions=emotions,
         inception=pool,
-        clip_embedding=embedding.double().numpy(),
-        clip_probs=_softmax(clip_logits),
+        clip_embedding=clip_out["embedding"].astype(np.float64),
+        clip_probs=_softmax(clip_out["logits"]),
         checked_emotions=emotions[checked],
         emoset_probs=_softmax(emoset_logits),
         imagenet_max=imagenet_max,
         places_max=places_max,
         lpips_pairs=lpips_pairs,
+        lpips_bounds=lpips_bounds(network, 512, E2E_PER_EMOTION),
     )
 
 
@@ -300,25 +328,38 @@ def test_sem_d_is_the_brute_force_pairwise_mse_of_clip_embeddings(
     e2e_evaluation: E2EEvaluation, direct: Direct
 ) -> None:
     metrics = e2e_evaluation.result.to_dict()["metrics"]
-    per_emotion = {}
+    per_emotion: dict[str, float] = {}
+    tol: dict[str, float] = {}
     for emotion in EMOTION_NAMES:
         x = direct.clip_embedding[direct.emotions == emotion]
         pairs = [np.mean((x[i] - x[j]) ** 2) for i, j in itertools.combinations(range(len(x)), 2)]
         per_emotion[emotion] = float(np.mean(pairs))
-        assert metrics["per_emotion"][emotion]["sem_d"]["value"] == pytest.approx(per_emotion[emotion], rel=1e-6)
-    assert metrics["overall"]["sem_d"]["value"] == pytest.approx(np.mean(list(per_emotion.values())), rel=1e-6)
+        # the pipeline's embeddings bit for bit (fixed batches): streaming against brute-force float64 sums, / dim
+        tol[emotion] = pair_mean_bound(x) / x.shape[1] + gamma(2, EPS64) * per_emotion[emotion]
+        assert abs(metrics["per_emotion"][emotion]["sem_d"]["value"] - per_emotion[emotion]) <= tol[emotion]
+    overall = np.mean(list(per_emotion.values()))  # a mean of 8 adds gamma_9 on each side
+    tolerance = np.mean(list(tol.values())) + 2 * gamma(9, EPS64) * overall
+    assert abs(metrics["overall"]["sem_d"]["value"] - overall) <= tolerance
 
 
 def _check_emo_a(entry: dict, probs: np.ndarray, targets: np.ndarray) -> None:
-    """One Emo-A entry (a scope) against probabilities computed here for the same images."""
+    """One Emo-A entry (a scope) against probabilities computed here for the same images.
+
+    The logits are the pipeline's bit for bit (fixed batches), so each side's float64 softmax is within
+    ``softmax_bound(., EPS64)`` of the exact softmax of the same logits: ``tol`` bounds their difference.
+    """
+    tol = 2 * softmax_bound(probs, EPS64)
     predicted = probs.argmax(axis=1)
     sorted_probs = np.sort(probs, axis=1)
-    assert (sorted_probs[:, -1] - sorted_probs[:, -2]).min() > 1e-4  # no near-tie that rounding could flip
+    assert np.all(sorted_probs[:, -1] - sorted_probs[:, -2] > 2 * tol.max(axis=1))  # no tie rounding could flip
     assert entry["value"] == np.mean(predicted == targets)
     assert entry["n"] == len(targets)
-    assert entry["mean_target_probability"] == pytest.approx(probs[np.arange(len(targets)), targets].mean(), rel=1e-5)
-    positive = probs[:, list(POSITIVE_IDS)].sum(axis=1) >= 0.5
-    assert entry["polarity_accuracy"] == np.mean(positive == (targets < len(POSITIVE_IDS)))
+    target_probs = probs[np.arange(len(targets)), targets]  # a mean of n adds gamma_{n+1} on each side
+    tolerance = tol[np.arange(len(targets)), targets].mean() + 2 * gamma(len(targets) + 1, EPS64) * target_probs.mean()
+    assert abs(entry["mean_target_probability"] - target_probs.mean()) <= tolerance
+    mass = probs[:, list(POSITIVE_IDS)].sum(axis=1) - np.delete(probs, list(POSITIVE_IDS), axis=1).sum(axis=1)
+    assert np.all(np.abs(mass) > tol.sum(axis=1) + 4 * gamma(4, EPS64))  # each side's sums of 4 add gamma_4
+    assert entry["polarity_accuracy"] == np.mean((mass >= 0) == (targets < len(POSITIVE_IDS)))
 
 
 def _targets(emotions: np.ndarray) -> np.ndarray:
@@ -365,10 +406,18 @@ def test_emo_a_resnet50_is_the_argmax_of_the_directly_run_emoset_classifier(
 def test_sem_c_is_the_mean_of_the_larger_direct_max_softmax(e2e_evaluation: E2EEvaluation, direct: Direct) -> None:
     clarity = np.maximum(direct.imagenet_max, direct.places_max)
     assert clarity.std() > 1e-3 and clarity.max() < 0.999  # not saturated: the value depends on the images
+    # the pipeline's logits bit for bit (fixed batches); its softmax is float32, this one float64; max() is
+    # 1-Lipschitz, so each image's clarity is within the larger of the two classifiers' bounds
+    tol = np.maximum(
+        *(softmax_bound(p[:, None], U32, classes=c)[:, 0] + softmax_bound(p[:, None], EPS64, classes=c)[:, 0]
+          for p, c in ((direct.imagenet_max, 1000), (direct.places_max, 365)))
+    )  # fmt: skip
     metrics = e2e_evaluation.result.to_dict()["metrics"]
     for emotion in CHECKED_EMOTIONS:
-        expected = clarity[direct.checked_emotions == emotion].mean()
-        assert metrics["per_emotion"][emotion]["sem_c"]["value"] == pytest.approx(expected, rel=1e-5)
+        rows = direct.checked_emotions == emotion
+        expected = clarity[rows].mean()  # a float64 mean of n on each side: gamma_{n+1}
+        tolerance = tol[rows].mean() + 2 * gamma(int(rows.sum()) + 1, EPS64) * expected
+        assert abs(metrics["per_emotion"][emotion]["sem_c"]["value"] - expected) <= tolerance
     overall = metrics["overall"]["sem_c"]
     per_emotion = [metrics["per_emotion"][emotion]["sem_c"]["value"] for emotion in EMOTION_NAMES]
     assert overall["value"] == pytest.approx(np.mean(per_emotion), rel=1e-12)
@@ -380,9 +429,13 @@ def test_lpips_is_the_mean_of_lpips_package_distances_over_all_pairs(
     e2e_evaluation: E2EEvaluation, direct: Direct
 ) -> None:
     metrics = e2e_evaluation.result.to_dict()["metrics"]
+    relative, absolute = direct.lpips_bounds
     for emotion, pairs in direct.lpips_pairs.items():
         assert len(pairs) == E2E_PER_EMOTION * (E2E_PER_EMOTION - 1) // 2
-        assert metrics["per_emotion"][emotion]["lpips"]["value"] == pytest.approx(pairs.mean(), rel=1e-5)
+        # the same AlexNet features (fixed batches): the package's float32 head against the float64 phi sums, then
+        # this float64 mean of the pairs (gamma_{P+1})
+        tolerance = (relative / (1 - relative) + gamma(len(pairs) + 1, EPS64)) * pairs.mean() + absolute
+        assert abs(metrics["per_emotion"][emotion]["lpips"]["value"] - pairs.mean()) <= tolerance
     per_emotion = [metrics["per_emotion"][emotion]["lpips"]["value"] for emotion in EMOTION_NAMES]
     assert metrics["overall"]["lpips"]["value"] == pytest.approx(np.mean(per_emotion), rel=1e-12)
 

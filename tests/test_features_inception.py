@@ -13,6 +13,8 @@ from cleanfid.fid import get_files_features
 from cleanfid.inception_torchscript import InceptionV3W
 from cleanfid.resize import build_resizer
 from PIL import Image
+from tolerances import network_bound
+from torch import nn
 
 from emogen_bench.errors import WeightsError
 from emogen_bench.features.inception import InceptionExtractor
@@ -58,7 +60,13 @@ def test_features_equal_clean_fids_own_pipeline(tmp_path: Path, inception_file: 
     decoded = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     got = extractor(torch.stack([extractor.preprocess(image) for image in decoded]))["pool"]
     assert extractor.info.outputs == {"pool": (2048,)} and got.shape == (len(files), 2048)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    stand_in = ckpt.FakeInception()
+    stand_in.load_state_dict(load_inception(inception_file).state_dict())
+    layers = stand_in.layers
+    inputs = (torch.stack([extractor.preprocess(image) for image in decoded]) - 128) / 128  # [-1, 1], both routes
+    scale, unit = network_bound([layers.conv, layers.pool, nn.ReLU(), layers.expand], inputs)
+    # the same float32 layers on the same inputs, batched differently: each within gamma_K |W||x| of exact
+    np.testing.assert_array_less(np.abs(got - expected), np.broadcast_to(2 * unit * scale, got.shape))
 
 
 def test_features_do_not_depend_on_batch_composition(inception_file: Path) -> None:

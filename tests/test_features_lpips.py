@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tolerances import lpips_bounds
 from torchvision.models import alexnet
 
 from emogen_bench.errors import WeightsError
+from emogen_bench.features.base import run_fixed_batches
 from emogen_bench.features.lpips import LpipsExtractor, phi_dim
 from emogen_bench.models.lpips_alex import build_lpips_alex, load_lpips_linear
 
@@ -75,12 +77,15 @@ def test_phi_distances_equal_lpips_over_all_pairs(model: lpips.LPIPS) -> None:
     phi = extractor(batch)["phi"].astype(np.float64)
     assert phi.shape == (len(images), phi_dim(512)) and extractor.info.outputs == {"phi": (phi_dim(512),)}
     pairs = list(itertools.combinations(range(len(images)), 2))
-    first, second = (torch.tensor(side) for side in zip(*pairs))
-    with torch.no_grad():
-        expected = model(batch[first], batch[second]).flatten().double().numpy()  # the package's own forward
+    both = torch.stack([torch.stack([batch[i], batch[j]]) for i, j in pairs])
+    # the package's own forward, each side in one fixed batch of 16 as the extractor runs: the same AlexNet
+    # features bit for bit, so the two routes differ only by what tolerances.lpips_bounds derives
+    expected = run_fixed_batches(lambda b: {"d": model(b[:, 0].contiguous(), b[:, 1].contiguous()).flatten()},
+                                 both)["d"].astype(np.float64)  # fmt: skip
     got = np.array([np.sum((phi[i] - phi[j]) ** 2) for i, j in pairs])
     assert expected.min() < 0.01 < expected.max()
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    relative, absolute = lpips_bounds(model, 512, len(images))
+    np.testing.assert_array_less(np.abs(got - expected), relative / (1 - relative) * expected + absolute)
     # the identity the diversity metric rests on: mean over distinct pairs = 2 * sum of unbiased variances
     np.testing.assert_allclose(got.mean(), 2 * phi.var(axis=0, ddof=1).sum(), rtol=1e-9)
 

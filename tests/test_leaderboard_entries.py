@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leaderboard_fixtures import DIGEST, PROTOCOL_METRICS, entry_document, results_document
+from leaderboard_fixtures import (
+    ARTIFACT_DIGESTS,
+    PROTOCOL_METRICS,
+    entry_document,
+    pinning_registry,
+    results_document,
+    submission_block,
+)
 
 from emogen_bench.errors import ExitCode, InvalidInputError, UsageError
 from emogen_bench.protocols import PAPER_CODE
@@ -41,7 +48,7 @@ Doc = dict[str, Any]
 
 
 @pytest.mark.parametrize("status", ["published", "self-reported", "verified"])
-@pytest.mark.parametrize("protocol", ["eicg-v2", PAPER_CODE])
+@pytest.mark.parametrize("protocol", ["eicg-v3", PAPER_CODE])
 def test_a_good_entry_of_each_status_passes(status: str, protocol: str) -> None:
     document = entry_document(status=status, protocol=protocol)
     assert validate_entry(document) == []
@@ -91,7 +98,7 @@ BAD_ENTRIES = {
     "unknown protocol": ("self-reported", _protocol("eicg-v9"), "protocol: unknown protocol 'eicg-v9'"),
     "empty method": ("self-reported", _set("method", " "), "method: required text"),
     "id of another protocol": ("self-reported", _set("id", f"{PAPER_CODE}/method-a"), "does not start with"),
-    "bad slug": ("self-reported", _set("id", "eicg-v2/Method A"), "slug 'Method A' must be lower-case"),
+    "bad slug": ("self-reported", _set("id", "eicg-v3/Method A"), "slug 'Method A' must be lower-case"),
     "id without slash": ("self-reported", _set("id", "method-a"), "id: expected '<protocol>/<slug>'"),
     "paper not a URL": ("self-reported", _set("paper", "arXiv 2401"), "paper: expected null or an http(s) URL"),
     "bad date": ("self-reported", _set("added", "27/11/2026"), "added: expected a date YYYY-MM-DD"),
@@ -168,10 +175,10 @@ def test_every_problem_is_listed_and_check_entry_names_the_file() -> None:
     document["metrics"]["overall"]["fid"]["value"] = "x"
     assert len(validate_entry(document)) == 3
     with pytest.raises(InvalidInputError) as caught:
-        check_entry(document, "entries/eicg-v2/method-a.json")
+        check_entry(document, "entries/eicg-v3/method-a.json")
     message = str(caught.value)
     assert caught.value.exit_code == ExitCode.INVALID
-    assert message.startswith("entries/eicg-v2/method-a.json: not a valid leaderboard entry (3 problem(s))")
+    assert message.startswith("entries/eicg-v3/method-a.json: not a valid leaderboard entry (3 problem(s))")
     assert "status: 'approved'" in message and "added:" in message and "fid.value" in message
 
 
@@ -181,9 +188,9 @@ def test_not_an_object_is_one_problem() -> None:
 
 def test_the_id_must_match_the_file_place(tmp_path: Path) -> None:
     document = entry_document()
-    assert validate_entry(document, tmp_path / "eicg-v2" / "method-a.json") == []
-    problems = validate_entry(document, tmp_path / "eicg-v2" / "method-b.json")
-    assert problems == ["id: 'eicg-v2/method-a' does not match the file's place 'eicg-v2/method-b' (<protocol>/<slug>)"]
+    assert validate_entry(document, tmp_path / "eicg-v3" / "method-a.json") == []
+    problems = validate_entry(document, tmp_path / "eicg-v3" / "method-b.json")
+    assert problems == ["id: 'eicg-v3/method-a' does not match the file's place 'eicg-v3/method-b' (<protocol>/<slug>)"]
 
 
 # --- from results -------------------------------------------------------------------------------------------------
@@ -194,15 +201,16 @@ def test_entry_from_results_copies_the_provenance_and_the_protocol_metrics() -> 
     results["environment"]["device_name"] = "NVIDIA H100"
     entry = entry_from_results(results, method="My Method", paper="https://example.org/p", added="2026-12-01")
     document = entry.document
-    assert document["id"] == "eicg-v2/my-method" and document["status"] == "self-reported"
+    assert document["id"] == "eicg-v3/my-method" and document["status"] == "self-reported"
     assert (document["paper"], document["code"], document["added"]) == ("https://example.org/p", None, "2026-12-01")
     assert document["citation"] is None and document["verified_by"] is None and document["user_study"] is None
     provenance = document["provenance"]
-    assert provenance["submission_digest"] == DIGEST
+    assert provenance["submission_digest"] == results["submission"]["digest"]
     assert provenance["counts"] == {emotion: 1000 for emotion in EMOTION_NAMES}
     assert provenance["n_images"] == 8000 and provenance["run_kind"] == "official"
     assert provenance["official_weights"] is True
-    assert provenance["artifacts"] == {"clip-vit-l14": "c" * 64, "inception-fid": "d" * 64}
+    assert provenance["artifacts"] == ARTIFACT_DIGESTS
+    assert (provenance["unpinned_artifacts"], provenance["reference_stats_known"]) == (["inception-fid"], False)
     assert provenance["reference_sha256"] == "e" * 64 and provenance["seed"] == 0
     assert provenance["environment"] == {
         "python": "3.11.7",
@@ -210,7 +218,7 @@ def test_entry_from_results_copies_the_provenance_and_the_protocol_metrics() -> 
         "device": "cuda:0",
         "device_name": "NVIDIA H100",
     }
-    for key in PROTOCOL_METRICS["eicg-v2"]:
+    for key in PROTOCOL_METRICS["eicg-v3"]:
         source = results["metrics"]["overall"][key]
         assert document["metrics"]["overall"][key] == {"value": source["value"], "ci95": source["ci95"], "n": 8000}
     assert list(document["metrics"]["per_emotion"]) == list(EMOTION_NAMES)
@@ -229,14 +237,14 @@ def test_entry_from_results_keeps_only_the_protocols_metrics_and_value_ci_n() ->
 
 
 def test_a_verified_entry_names_its_verifier() -> None:
-    entry = entry_from_results(results_document(), method="M", status="verified", verified_by="maintainers")
+    entry = entry_from_results(results_document(), method="M", status="verified", verified_by="maintainers",
+                               registry=pinning_registry())  # fmt: skip
     assert entry.status == "verified" and entry.document["verified_by"] == "maintainers"
 
 
 def _reduced(results: Doc) -> None:
     results["run"] = {"kind": "reduced", "per_emotion": 100, "label": "reduced run"}
-    results["submission"]["counts"] = {emotion: 100 for emotion in EMOTION_NAMES}
-    results["submission"]["n_images"] = 800
+    results["submission"] = submission_block(100)
 
 
 def _unofficial(results: Doc) -> None:
@@ -245,8 +253,7 @@ def _unofficial(results: Doc) -> None:
 
 
 def _missing_emotion(results: Doc) -> None:
-    del results["submission"]["counts"]["awe"]
-    results["submission"]["n_images"] = 7000
+    results["submission"] = submission_block(emotions=[emotion for emotion in EMOTION_NAMES if emotion != "awe"])
 
 
 # (mutation, number of problems, texts the error must contain)
@@ -256,11 +263,12 @@ REJECTED_RESULTS = {
     "reduced run": (_reduced, 10, ["run kind 'reduced'", "amusement: 100 images, the protocol needs exactly 1000",
                                    "sadness: 100 images", "submission has 800 images; the protocol needs 8000"]),
     "missing emotion": (_missing_emotion, 2, ["emotion 'awe' missing", "submission has 7000 images"]),
-    "wrong counts": (_set("submission.counts.fear", 999), 1, ["fear: 999 images, the protocol needs exactly 1000"]),
+    "wrong counts": (_set("submission.counts.fear", 999), 2, ["fear: 999 images, the protocol needs exactly 1000",
+                                                              "(counts vs manifest): fear 999 vs 1000"]),
     "missing digest": (_delete("submission.digest"), 1, ["submission digest missing or malformed (None)"]),
-    "missing metric": (_delete("metrics.overall.sem_d"), 1, ["metric(s) sem_d of protocol 'eicg-v2' not computed"]),
+    "missing metric": (_delete("metrics.overall.sem_d"), 1, ["metric(s) sem_d of protocol 'eicg-v3' not computed"]),
     "unknown protocol": (_set("protocol", "eicg-v9"), 1, ["unknown protocol 'eicg-v9'"]),
-    "earlier protocol version": (_delete("protocol_version"), 1, ["protocol eicg-v2 version 1", "re-run evaluate"]),
+    "earlier protocol version": (_delete("protocol_version"), 1, ["protocol eicg-v3 version 1", "re-run evaluate"]),
     "wrong schema version": (_set("schema_version", 2), 1, ["results schema version 2; this tool reads 1"]),
     "wrong schema": (_set("schema", "emogen-bench/entry"), 1, ["not an emogen-bench results document"]),
 }  # fmt: skip
@@ -336,11 +344,11 @@ def test_slugify_refuses_a_name_without_letters_or_digits() -> None:
 def test_store_writes_the_entry_at_its_place_and_load_reads_it_back(tmp_path: Path) -> None:
     entry = check_entry(entry_document())
     outcome = store_entry(entry, tmp_path)
-    assert outcome.action == "written" and outcome.path == tmp_path / "eicg-v2" / "method-a.json"
+    assert outcome.action == "written" and outcome.path == tmp_path / "eicg-v3" / "method-a.json"
     assert json.loads(outcome.path.read_text(encoding="utf-8")) == entry.document
     assert outcome.path.read_text(encoding="utf-8") == entry_json(entry.document)
     loaded = load_entries(tmp_path)
-    assert [e.id for e in loaded] == ["eicg-v2/method-a"] and loaded[0].path == outcome.path
+    assert [e.id for e in loaded] == ["eicg-v3/method-a"] and loaded[0].path == outcome.path
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -367,7 +375,7 @@ def test_a_different_entry_is_never_stored_over_another_unless_replace(tmp_path:
 
 
 def test_an_unreadable_file_in_the_way_is_not_replaced(tmp_path: Path) -> None:
-    path = tmp_path / "eicg-v2" / "method-a.json"
+    path = tmp_path / "eicg-v3" / "method-a.json"
     path.parent.mkdir()
     path.write_bytes(b"my notes, not JSON")
     with pytest.raises(UsageError, match="not readable JSON"):
@@ -379,19 +387,19 @@ def test_load_names_every_bad_file_and_its_problems(tmp_path: Path) -> None:
     store_entry(check_entry(entry_document("Good")), tmp_path)
     bad = entry_document("Bad")
     bad["status"] = "approved"
-    (tmp_path / "eicg-v2" / "bad.json").write_text(json.dumps(bad), encoding="utf-8")
-    (tmp_path / "eicg-v2" / "broken.json").write_text("{", encoding="utf-8")
+    (tmp_path / "eicg-v3" / "bad.json").write_text(json.dumps(bad), encoding="utf-8")
+    (tmp_path / "eicg-v3" / "broken.json").write_text("{", encoding="utf-8")
     moved = entry_document("Moved")
-    (tmp_path / "eicg-v2" / "elsewhere.json").write_text(json.dumps(moved), encoding="utf-8")
+    (tmp_path / "eicg-v3" / "elsewhere.json").write_text(json.dumps(moved), encoding="utf-8")
     (tmp_path / "stray.json").write_text("{}", encoding="utf-8")
     with pytest.raises(InvalidInputError) as caught:
         load_entries(tmp_path)
     message = str(caught.value)
     assert caught.value.exit_code == ExitCode.INVALID
     assert message.startswith(f"4 bad leaderboard entry file(s) under {tmp_path}")
-    assert f"{tmp_path / 'eicg-v2' / 'bad.json'}:\n  - status: 'approved' is not one of" in message
-    assert f"{tmp_path / 'eicg-v2' / 'broken.json'}:\n  - cannot be read as JSON" in message
-    assert "id: 'eicg-v2/moved' does not match the file's place 'eicg-v2/elsewhere'" in message
+    assert f"{tmp_path / 'eicg-v3' / 'bad.json'}:\n  - status: 'approved' is not one of" in message
+    assert f"{tmp_path / 'eicg-v3' / 'broken.json'}:\n  - cannot be read as JSON" in message
+    assert "id: 'eicg-v3/moved' does not match the file's place 'eicg-v3/elsewhere'" in message
     assert f"{tmp_path / 'stray.json'}:\n  - an entry belongs in a protocol folder" in message
     assert "good.json" not in message
 
@@ -553,7 +561,7 @@ def test_smoke_entries_refuse_real_results_and_bad_ids() -> None:
     assert any(p.startswith("status:") for p in problems) and any(p.startswith("provenance:") for p in problems)
 
 
-@pytest.mark.parametrize("protocol", [["eicg-v2"], {"name": "eicg-v2"}])
+@pytest.mark.parametrize("protocol", [["eicg-v3"], {"name": "eicg-v3"}])
 def test_a_non_text_protocol_is_a_clear_rejection_not_a_crash(protocol: Any, tmp_path: Path) -> None:
     # a hand-edited file with a list or object as protocol used to raise TypeError (unhashable) from `in PROTOCOLS`
     results = {**results_document(), "protocol": protocol}
@@ -561,7 +569,7 @@ def test_a_non_text_protocol_is_a_clear_rejection_not_a_crash(protocol: Any, tmp
         entry_from_results(results, method="M")
     document = {**entry_document(), "protocol": protocol}
     assert any(p.startswith("protocol: unknown protocol") for p in validate_entry(document))
-    folder = tmp_path / "entries" / "eicg-v2"
+    folder = tmp_path / "entries" / "eicg-v3"
     folder.mkdir(parents=True)
     (folder / "m.json").write_text(json.dumps({**entry_document(), "protocol": protocol}), encoding="utf-8")
     with pytest.raises(InvalidInputError, match="unknown protocol"):
@@ -580,7 +588,7 @@ def test_every_artifact_must_be_official_whatever_the_summary_flag_says(change: 
     from emogen_bench.errors import InvalidInputError
     from leaderboard.entries import entry_from_results
 
-    document = results_document("eicg-v2")
+    document = results_document("eicg-v3")
     change(document)
     assert document["official_weights"] is True
     with pytest.raises(InvalidInputError, match="official|artifacts"):

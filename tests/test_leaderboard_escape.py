@@ -46,7 +46,7 @@ def _hostile_entries() -> list[Entry]:
     evaluated["notes"] = f"{IMAGE} and {JS_LINK} | `code` \\| new\nline"
     evaluated["provenance"]["benchmark_version"] = "=HYPERLINK(\"http://evil.example\")"
     evaluated["metrics"]["overall"]["kid"]["value"] = -0.00012  # a real KID can be negative: a number, not text
-    evaluated["metrics"]["overall"]["kid"]["ci95"] = [-0.0005, 0.0002]
+    evaluated["metrics"]["overall"]["kid"]["ci95"] = [0.0, 0.0002]  # intervals are clipped to the domain
     published = entry_document("@SUM(A1)", status="published", protocol=PAPER_CODE, slug="sum")
     published["citation"]["reference"] = f"-2+3 {IMAGE}"
     published["citation"]["url"] = "https://example.org/a)](javascript:alert(1))"
@@ -160,13 +160,13 @@ def test_hostile_entries_leave_no_markup_in_the_markdown() -> None:
 
 def test_hostile_entries_leave_no_formula_in_the_csv() -> None:
     rows = list(csv.DictReader(io.StringIO(render_csv(_hostile_entries()))))
-    evil = [row for row in rows if row["id"] == "eicg-v2/evil"]
+    evil = [row for row in rows if row["id"] == "eicg-v3/evil"]
     published = [row for row in rows if row["id"] == f"{PAPER_CODE}/sum"]
     assert {row["benchmark_version"] for row in evil} == {"'=HYPERLINK(\"http://evil.example\")"}
     assert {row["method"] for row in published} == {"'@SUM(A1)"}
     assert {row["citation"] for row in published} == {f"'-2+3 {IMAGE}; Table 1, p. 6"}
     kid = next(row for row in evil if row["metric"] == "kid")
-    assert (kid["value"], kid["ci95_low"], kid["ci95_high"]) == ("-0.00012", "-0.0005", "0.0002")
+    assert (kid["value"], kid["ci95_low"], kid["ci95_high"]) == ("-0.00012", "0.0", "0.0002")
     risky = [value for row in rows for value in row.values() if value.startswith(FORMULA_STARTS)]
     assert risky and all(_is_number(value) for value in risky)  # only the negative numbers start with "-"
 
@@ -182,7 +182,7 @@ def test_build_writes_the_escaped_files(tmp_path: Path) -> None:
     assert SCRIPT not in markdown and IMAGE not in markdown and "&lt;script&gt;" in markdown
     assert ',"\'=HYPERLINK(' in table and ",'@SUM(A1)," in table and ",-0.00012," in table
     assert SCRIPT not in page and IMAGE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    stored = json.loads((entries / "eicg-v2" / "evil.json").read_text(encoding="utf-8"))
+    stored = json.loads((entries / "eicg-v3" / "evil.json").read_text(encoding="utf-8"))
     assert stored["method"] == f"Evil {SCRIPT}"  # the entry keeps what its author wrote; only the output escapes
 
 

@@ -68,18 +68,20 @@ def test_a_value_outside_its_metric_domain_is_refused_naming_file_and_field(tmp_
     field, value, expected = OUT_OF_DOMAIN[case]
     document = _set(entry_document("Method A"), field, value)
     assert any(expected in problem for problem in validate_entry(document)), validate_entry(document)
-    path = _write(tmp_path / "eicg-v2" / "method-a.json", document)
-    _write(tmp_path / "eicg-v2" / "good.json", entry_document("Good"))
+    path = _write(tmp_path / "eicg-v3" / "method-a.json", document)
+    _write(tmp_path / "eicg-v3" / "good.json", entry_document("Good"))
     with pytest.raises(InvalidInputError) as caught:  # never ranked: the whole folder is refused
         load_entries(tmp_path)
     assert f"{path}:\n" in str(caught.value) and expected in str(caught.value)
     assert "good.json" not in str(caught.value)
 
 
-def test_a_negative_kid_is_a_value_kid_can_take() -> None:
+def test_a_negative_kid_is_a_value_kid_can_take_but_its_interval_is_clipped_at_0() -> None:
     document = _set(entry_document("Method A"), "metrics.overall.kid.value", -0.0001)
-    _set(document, "metrics.overall.kid.ci95", [-0.0003, 0.0001])
+    _set(document, "metrics.overall.kid.ci95", [0.0, 0.0001])
     assert validate_entry(document) == []
+    _set(document, "metrics.overall.kid.ci95", [-0.0003, 0.0001])  # evaluate clips intervals to the domain
+    assert validate_entry(document) == ["metrics.overall.kid.ci95: -0.0003 is negative; KID is never below 0"]
 
 
 def test_add_refuses_results_whose_numbers_are_outside_their_domain(
@@ -101,8 +103,8 @@ def test_add_refuses_results_whose_numbers_are_outside_their_domain(
 def test_an_entry_linked_from_outside_the_folder_is_refused(tmp_path: Path) -> None:
     entries, outside = tmp_path / "entries", tmp_path / "outside"
     target = _write(outside / "evil.json", entry_document("Evil"))
-    (entries / "eicg-v2").mkdir(parents=True)
-    link = entries / "eicg-v2" / "evil.json"
+    (entries / "eicg-v3").mkdir(parents=True)
+    link = entries / "eicg-v3" / "evil.json"
     link.symlink_to(target)
     with pytest.raises(InvalidInputError) as caught:
         load_entries(entries)
@@ -117,7 +119,7 @@ def test_a_protocol_folder_linked_from_outside_is_refused_for_reading_and_writin
     entries, outside = tmp_path / "entries", tmp_path / "outside"
     _write(outside / "evil.json", entry_document("Evil"))
     entries.mkdir()
-    (entries / "eicg-v2").symlink_to(outside, target_is_directory=True)
+    (entries / "eicg-v3").symlink_to(outside, target_is_directory=True)
     with pytest.raises(InvalidInputError, match="outside the entries folder"):
         load_entries(entries)
     with pytest.raises(UsageError, match="outside the entries folder.*nothing was written"):
@@ -127,17 +129,17 @@ def test_a_protocol_folder_linked_from_outside_is_refused_for_reading_and_writin
 
 def test_a_link_inside_the_folder_is_followed(tmp_path: Path) -> None:
     entries = tmp_path / "entries"
-    real = store_entry(check_entry(entry_document("Real")), entries / "archive").path  # archive/eicg-v2/real.json
-    (entries / "eicg-v2").mkdir()
-    (entries / "eicg-v2" / "real.json").symlink_to(real)
-    assert [entry.id for entry in load_entries(entries)] == ["eicg-v2/real"]
+    real = store_entry(check_entry(entry_document("Real")), entries / "archive").path  # archive/eicg-v3/real.json
+    (entries / "eicg-v3").mkdir()
+    (entries / "eicg-v3" / "real.json").symlink_to(real)
+    assert [entry.id for entry in load_entries(entries)] == ["eicg-v3/real"]
 
 
 def test_a_fifo_among_the_entries_is_refused_without_being_opened(tmp_path: Path) -> None:
     entries = tmp_path / "entries"
     store_entry(check_entry(entry_document("Good")), entries)
     feed = entry_json(entry_document("Pipe")).encode()
-    with fifo(entries / "eicg-v2" / "pipe.json", feed) as pipe:
+    with fifo(entries / "eicg-v3" / "pipe.json", feed) as pipe:
         with pytest.raises(InvalidInputError) as caught:
             load_entries(entries)
         assert stat.S_ISFIFO(pipe.stat().st_mode)
@@ -148,8 +150,8 @@ def test_a_fifo_among_the_entries_is_refused_without_being_opened(tmp_path: Path
 
 def test_a_fifo_where_an_entry_is_to_be_stored_is_left_alone(tmp_path: Path) -> None:
     entry = check_entry(entry_document("Pipe", slug="pipe"))
-    (tmp_path / "eicg-v2").mkdir()
-    with fifo(tmp_path / "eicg-v2" / "pipe.json", entry_json(entry.document).encode()) as pipe:
+    (tmp_path / "eicg-v3").mkdir()
+    with fifo(tmp_path / "eicg-v3" / "pipe.json", entry_json(entry.document).encode()) as pipe:
         for replace in (False, True):
             with pytest.raises(UsageError, match=r"pipe.json is a FIFO \(named pipe\), not an entry file"):
                 store_entry(entry, tmp_path, replace=replace)
@@ -171,7 +173,7 @@ def test_a_document_python_cannot_take_is_a_clear_error_naming_the_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | bytes, expected: str
 ) -> None:
     entries = tmp_path / "entries"
-    path = entries / "eicg-v2" / "bad.json"
+    path = entries / "eicg-v3" / "bad.json"
     path.parent.mkdir(parents=True)
     path.write_bytes(text.encode() if isinstance(text, str) else text)
     code = main(["leaderboard", "build", "--entries", str(entries), "--out", str(tmp_path / "site")])

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import screenshot, severe, start_chromium
 from leaderboard_fixtures import entry_document
 
 from emogen_bench.errors import UsageError
@@ -160,7 +159,7 @@ def test_page_is_well_formed_with_unique_ids(tree: Node) -> None:
 
 def test_one_table_per_protocol_never_mixed(tree: Node) -> None:
     tables = tree.find_all("table", lambda n: n.has_class("board"))
-    assert sorted(t.attrs["data-protocol"] for t in tables) == ["eicg-v2", "emogen-paper-code"]
+    assert sorted(t.attrs["data-protocol"] for t in tables) == ["eicg-v3", "emogen-paper-code"]
     for table in tables:
         protocol = table.attrs["data-protocol"]
         rows = table.find_all("tr", lambda n: n.has_class("entry"))
@@ -178,13 +177,20 @@ def test_every_method_present_with_status_and_provenance_cells(tree: Node) -> No
         assert row.find_all("th")[0].text().startswith(document["method"])
         cells = [cell.text() for cell in row.children if isinstance(cell, Node)]
         assert document["status"] in cells
-        assert ("paper" if document["status"] == "published" else "official") in cells
-        assert document["added"] in cells
-        assert ("—" if document["provenance"] is None else document["provenance"]["benchmark_version"]) in cells
+        published = document["status"] == "published"
+        assert (
+            "not checkednumbers copied from the paper" if published else "officialpinned, checked by sha256"
+        ) in cells
+        assert (
+            "published 2024" if published else "results 2026-11-27"
+        ) + f"added to the leaderboard {document['added']}" in cells
+        assert (
+            "the paper's own code" if published else "emogen-bench " + document["provenance"]["benchmark_version"]
+        ) in cells
 
 
 def test_headers_mark_better_direction_and_initial_sort(tree: Node) -> None:
-    table = board(tree, "eicg-v2")
+    table = board(tree, "eicg-v3")
     headers = {th.attrs["data-key"]: th for th in table.find_all("th", lambda n: "data-key" in n.attrs)}
     assert list(headers) == ["fid", "kid", "lpips", "emo_a", "emo_a_resnet50", "sem_c", "sem_d"]
     assert "↓" in headers["fid"].text() and headers["fid"].attrs["data-better"] == "lower"
@@ -192,14 +198,14 @@ def test_headers_mark_better_direction_and_initial_sort(tree: Node) -> None:
     assert headers["emo_a"].attrs["aria-sort"] == "descending" and headers["fid"].attrs["aria-sort"] == "none"
     assert all(th.find_all("button") for th in headers.values())
     order = [row.attrs["data-entry"] for row in table.find_all("tr", lambda n: n.has_class("entry"))]
-    assert order == ["eicg-v2/method-b", "eicg-v2/method-a", "eicg-v2/method-c"]  # Emo-A 0.84, 0.70, 0.63
+    assert order == ["eicg-v3/method-b", "eicg-v3/method-a", "eicg-v3/method-c"]  # Emo-A 0.84, 0.70, 0.63
 
 
 def test_values_show_percent_and_confidence_intervals(tree: Node) -> None:
-    table = board(tree, "eicg-v2")
-    (row,) = table.find_all("tr", lambda n: n.attrs.get("data-entry") == "eicg-v2/method-a")
+    table = board(tree, "eicg-v3")
+    (row,) = table.find_all("tr", lambda n: n.attrs.get("data-entry") == "eicg-v3/method-a")
     cells = [c for c in row.children if isinstance(c, Node)]
-    emo_a = cells[2 + 3]  # method, status, fid, kid, lpips, emo_a
+    emo_a = cells[3 + 3]  # rank, method, status, fid, kid, lpips, emo_a
     assert emo_a.attrs["data-sort-value"] == repr(0.7)
     assert emo_a.text().startswith("70.00%")
     (ci,) = emo_a.find_all("span", lambda n: n.has_class("ci"))
@@ -275,7 +281,7 @@ def test_drill_down_contents(tree: Node) -> None:
 
 
 def test_plots_are_inline_svg_with_titles(tree: Node) -> None:
-    for protocol in ("eicg-v2", "emogen-paper-code"):
+    for protocol in ("eicg-v3", "emogen-paper-code"):
         (section,) = tree.find_all("section", lambda n, p=protocol: n.attrs.get("data-protocol") == p)
         svgs = section.find_all("svg")
         ids = {svg.attrs["id"] for svg in svgs}
@@ -342,15 +348,15 @@ def test_bar_heights_are_proportional_and_missing_values_marked() -> None:
 def test_output_is_deterministic() -> None:
     assert render_page(documents()) == render_page(list(reversed(documents())))
     assert render_page(documents(), generated="2026-11-27") == render_page(documents(), generated="2026-11-27")
-    assert "Generated" not in render_page(documents())
+    assert "Generated (build date not recorded)" in render_page(documents())
     assert "Generated 2026-11-27" in render_page(documents(), generated="2026-11-27")
 
 
 def test_render_site_writes_index_and_protects_foreign_files(tmp_path: Path) -> None:
     out = tmp_path / "site"
-    path = render_site(documents(), out, generated="2026-11-27")
+    path = render_site(documents(), out, generated="2026-11-27", commit="unknown")
     assert path == out / "index.html"
-    assert path.read_text(encoding="utf-8") == render_page(documents(), generated="2026-11-27")
+    assert path.read_text(encoding="utf-8") == render_page(documents(), generated="2026-11-27", commit="unknown")
     assert render_site(documents()[:2], out) == path  # our own page is regenerated
     assert "Method C" not in path.read_text(encoding="utf-8")
     foreign = tmp_path / "mine"
@@ -375,66 +381,17 @@ def test_small_helpers() -> None:
 
 # --- the page in headless Chromium ------------------------------------------------------------------------------
 
-CHROMIUM_ARGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-extensions",
-    "--disable-dev-shm-usage",
-    "--window-size=1500,1000",
-)
-
-
-def _browser_or_skip() -> tuple[str, str]:
-    """Paths of chromium and chromedriver; skip without them, or fail when CI requires the browser."""
-    required = os.environ.get("EMOGEN_BENCH_REQUIRE_BROWSER") == "1"
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    missing = [name for name, path in (("chromium", chromium), ("chromedriver", driver)) if path is None]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package (pip install -e '.[dev]')")
-    if missing:
-        reason = (
-            f"the browser test needs {', '.join(missing)}: install the Debian packages chromium and "
-            "chromium-driver (.ci/run does)"
-        )
-        if required:
-            pytest.fail(f"{reason}; EMOGEN_BENCH_REQUIRE_BROWSER=1 makes that a failure")
-        pytest.skip(reason)
-    assert chromium is not None and driver is not None
-    return chromium, driver
-
-
-def _severe(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [entry for entry in logs if entry.get("level") == "SEVERE"]
-
 
 def test_page_in_headless_chromium(tmp_path: Path) -> None:
-    chromium, driver_path = _browser_or_skip()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    driver = start_chromium(tmp_path / "profile", window=(1500, 1000))
     from selenium.webdriver.common.by import By
 
-    docs = documents()
-    index = render_site(docs, tmp_path / "site", generated="2026-11-27")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (*CHROMIUM_ARGS, f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     try:
-        driver.set_page_load_timeout(20)
+        docs = documents()
+        index = render_site(docs, tmp_path / "site", generated="2026-11-27")
         driver.get(index.as_uri())
         assert driver.title == "emogen-bench leaderboard"
-        assert _severe(driver.get_log("browser")) == []
+        assert severe(driver.get_log("browser")) == []
         assert driver.execute_script("return document.documentElement.className") == "js"
 
         table = driver.find_element(By.CSS_SELECTOR, 'table.board[data-protocol="emogen-paper-code"]')
@@ -488,15 +445,11 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1500, min(int(height), 8000))
         driver.execute_script("window.scrollTo(0, 0);")
-        folder = Path(os.environ.get("EMOGEN_BENCH_SCREENSHOT_DIR") or tmp_path / "screenshots")
-        folder.mkdir(parents=True, exist_ok=True)
-        shot = folder / "leaderboard.png"
-        assert driver.save_screenshot(str(shot))
-        assert shot.stat().st_size > 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        screenshot(driver, tmp_path, "leaderboard.png")
 
         toggle.click()
         assert not details.is_displayed()
-        assert _severe(driver.get_log("browser")) == []
+        assert severe(driver.get_log("browser")) == []
     finally:
         driver.quit()
 

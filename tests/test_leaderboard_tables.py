@@ -24,7 +24,7 @@ def _entry(method: str, **kwargs: Any) -> Entry:
 
 @pytest.fixture
 def entries() -> list[Entry]:
-    """Three eicg-v2 entries (B best by Emo-A, then A, then C) and two paper-code entries (X best)."""
+    """Three eicg-v3 entries (B best by Emo-A, then A, then C) and two paper-code entries (X best)."""
     published = entry_document("Paper X", status="published", protocol=PAPER_CODE, base=1.1)
     published["user_study"] = {
         "versus": "EmoGen",
@@ -72,8 +72,8 @@ def _percent(value: float) -> str:
 
 def test_each_protocol_gets_its_own_ranking_by_emo_a(entries: list[Entry]) -> None:
     result = rankings(entries)
-    assert list(result) == ["eicg-v2", PAPER_CODE]
-    assert [(r.rank, r.entry.method) for r in result["eicg-v2"]] == [(1, "Method B"), (2, "Method A"), (3, "Method C")]
+    assert list(result) == ["eicg-v3", PAPER_CODE]
+    assert [(r.rank, r.entry.method) for r in result["eicg-v3"]] == [(1, "Method B"), (2, "Method A"), (3, "Method C")]
     assert [(r.rank, r.entry.method) for r in result[PAPER_CODE]] == [(1, "Paper X"), (2, "Method P")]
 
 
@@ -104,7 +104,7 @@ def test_an_entry_without_the_ranking_metric_comes_last_unranked() -> None:
 def test_markdown_has_one_section_per_protocol_and_never_mixes_them(entries: list[Entry]) -> None:
     sections = _sections(render_markdown(entries))
     assert list(sections) == [
-        f"{PROTOCOLS['eicg-v2'].title} (`eicg-v2`)",
+        f"{PROTOCOLS['eicg-v3'].title} (`eicg-v3`)",
         f"{PROTOCOLS[PAPER_CODE].title} (`{PAPER_CODE}`)",
     ]
     eicg, paper = sections.values()
@@ -211,8 +211,8 @@ def test_csv_has_one_row_per_entry_and_metric_in_table_order(entries: list[Entry
     rows = _csv_rows(render_csv(entries))
     assert len(rows) == 3 * 7 + 2 * 5
     order = [(row["protocol"], row["rank"], row["method"]) for row in rows[::7][:3]]
-    assert order == [("eicg-v2", "1", "Method B"), ("eicg-v2", "2", "Method A"), ("eicg-v2", "3", "Method C")]
-    assert [row["metric"] for row in rows[:7]] == list(PROTOCOL_METRICS["eicg-v2"])
+    assert order == [("eicg-v3", "1", "Method B"), ("eicg-v3", "2", "Method A"), ("eicg-v3", "3", "Method C")]
+    assert [row["metric"] for row in rows[:7]] == list(PROTOCOL_METRICS["eicg-v3"])
     paper = rows[21:]
     assert {row["protocol"] for row in paper} == {PAPER_CODE}
     assert [row["method"] for row in paper[::5]] == ["Paper X", "Method P"]

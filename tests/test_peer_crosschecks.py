@@ -4,18 +4,18 @@ Peers, pinned in ``pyproject.toml``'s ``peers`` extra (part of ``dev``): clean-f
 with torch-fidelity 0.4.0 (torchmetrics' own Inception wrapper needs it), lpips 0.1.4.  Each check gives the
 project and the peer the same inputs and compares the numbers against a bound on float32/float64 rounding that
 is computed from those inputs (helpers ``frechet_bound``, ``feature_perturbation_bound``, ``kid_bound``,
-``network_bound`` below; each assertion has its one-line derivation beside it), never against one machine's
-output.
+``network_bound`` in ``tolerances.py``; each assertion has its one-line derivation beside it), never against one
+machine's output.
 
 1. FID and KID maths on float64 features, no network, with n > d and with n < d (generated side singular, as a
-   per-emotion FID of 1,000 images at d = 2048 is): the eicg-v2 distance (symmetric eigenvalues; its covariance,
+   per-emotion FID of 1,000 images at d = 2048 is): the eicg-v3 distance (symmetric eigenvalues; its covariance,
    Gram and jackknife-pooled routes) and the paper-code ``torchmetrics_frechet`` against clean-fid's
    ``fid_from_feats`` (scipy ``sqrtm``), torchmetrics' ``FrechetInceptionDistance`` fed the features through an
    identity feature module (its raw float64 sums) and torchmetrics' ``_compute_fid`` on the same statistics.
    KID (``kid`` and ``mmd2_unbiased``) against clean-fid's ``kernel_distance`` and torchmetrics'
    ``KernelInceptionDistance`` on whole sets (subset size = n on both sides: every subset is a permutation, so no
    subset randomness differs).
-2. eicg-v2 FID end to end (the issue's "eicg-v1" is the protocol since renamed eicg-v2): clean-fid's
+2. eicg-v3 FID end to end (the issue's "eicg-v1" is the protocol since renamed eicg-v2, now eicg-v3): clean-fid's
    ``compute_fid`` in mode "clean" on two folders of PNGs (its file listing, PIL decoding, clean resize in its
    data loader, float32 features, ``np.mean``/``np.cov``, ``sqrtm``) against ``InceptionExtractor`` on the
    project's decoding plus ``metrics.fid`` (per-emotion Gram route and jackknife-pooled route).  The resized
@@ -57,8 +57,8 @@ difference / tolerance and the compared values; written once by a small script f
     1. FID, 4 routes x 3 peers, n < d (300/30, d=48)      6.3e-07    5.0e-03     1e-04         115
     1. KID, 2 routes x 2 peers, n > d (120, d=16)         1.8e-15    2.8e-10     6e-06        8.76
     1. KID, 2 routes x 2 peers, n < d (40, d=48)          0.0e+00    4.3e-11     0e+00        9.06
-    2. eicg-v2 features / (|W||x|), 120 images            0.0e+00    2.2e-04     0e+00           -
-    2. eicg-v2 FID vs compute_fid, 2 routes (80/40)       5.9e-09    5.3e-05     1e-04       0.145
+    2. eicg-v3 features / (|W||x|), 120 images            0.0e+00    2.2e-04     0e+00           -
+    2. eicg-v3 FID vs compute_fid, 2 routes (80/40)       5.9e-09    5.3e-05     1e-04       0.145
     3. paper-code features / (|W||x|), 192 images         0.0e+00    2.2e-04     0e+00           -
     3. paper-code FID, 2 emotions + pooled + mean         6.6e-09    1.8e-05     9e-05  0.084-0.16
     4. LPIPS means, 2 emotions + overall (5, 4 img)       1.9e-09    3.7e-05     5e-05 0.071-0.076
@@ -70,7 +70,6 @@ difference / tolerance and the compared values; written once by a small script f
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -85,9 +84,8 @@ import torch
 from cleanfid.fid import compute_fid, fid_from_feats, kernel_distance
 from cleanfid.inception_torchscript import InceptionV3W
 from PIL import Image
-from scipy import linalg
+from tolerances import EPS64, U32, feature_perturbation_bound, frechet_bound, gamma, kid_bound, network_bound
 from torch import nn
-from torch.nn import functional as F
 from torchvision import transforms
 from torchvision.models import alexnet
 
@@ -109,8 +107,6 @@ torchmetrics_fid = pytest.importorskip("torchmetrics.image.fid", reason="peer ch
 torchmetrics_kid = pytest.importorskip("torchmetrics.image.kid", reason="peer checks need emogen-bench[peers]")
 fidelity_base = pytest.importorskip("torch_fidelity.feature_extractor_base", reason="needs emogen-bench[peers]")
 
-EPS64 = float(np.finfo(np.float64).eps)  # float64 unit roundoff is EPS64 / 2; EPS64 leaves a factor 2 spare
-U32 = 2.0**-24  # float32 unit roundoff
 STAND_IN_HIDDEN, STAND_IN_GRID, STAND_IN_DIM = 96, 4, 64
 INCEPTION_ARTIFACTS = {"inception-fid": "sha256:stand-in"}
 LPIPS_ARTIFACTS = {"alexnet-lpips-trunk": "sha256:t", "lpips-alex-v0.1": "sha256:l"}
@@ -148,105 +144,6 @@ class Observation:
             f"{self.name}: |difference| {self.diff:.3e} > {self.tol:.3e}"
         )
         assert self.value > 0  # the compared quantity is not trivially zero
-
-
-# --- rounding bounds -------------------------------------------------------------------------------------------
-
-
-def gamma(k: float, unit: float) -> float:
-    """Higham's gamma_k = k u / (1 - k u): the relative error of k chained roundings (any summation order)."""
-    return k * unit / (1.0 - k * unit)
-
-
-def frechet_bound(x_ref: np.ndarray, x_gen: np.ndarray, *, mean_unit: float = EPS64) -> float:
-    """|computed - exact| FID of two feature sets for one backward-stable route; ``x_ref`` must have n > d.
-
-    - Covariance entries, centred or from raw sums: ``|dS_ij| <= 2 gamma_{n+2} max_j mean(x_j^2) n / (n - 1)``
-      (Cauchy-Schwarz on ``mean|x_i x_j|`` and ``|mu_i mu_j|``); ``||dS||_2 <= d max |dS_ij|``.
-    - Eigenvalues of ``S1 S2 = S1^(1/2) M S1^(-1/2)`` (M symmetric, S1 positive definite): Bauer-Fike with
-      eigenvector condition ``sqrt(cond S1)`` bounds each computed one within
-      ``Delta = sqrt(cond S1) (||S1|| ||dS2|| + ||dS1|| ||S2|| + gamma_{2d+4} ||S1|| ||S2||)``.
-    - Principal roots: ``|Re sqrt(z) - sqrt(lam)| <= min(sqrt|z - lam|, |z - lam| / sqrt(lam))`` for lam >= 0,
-      so ``tr sqrt`` is within ``sum_i min(sqrt Delta, Delta / sqrt(lam_i - Delta))`` (sqrt Delta at zero).
-    - Means: sums of n terms in ``mean_unit`` (float32 for clean-fid's ``np.mean`` of float32 features, whose
-      ``diff.dot(diff)`` is then float32 too): ``gamma_{n+1}``, then ``gamma_{d+2}`` on ``|mu1 - mu2|^2``.
-    """
-    xs = [np.asarray(x, dtype=np.float64) for x in (x_ref, x_gen)]
-    d = xs[0].shape[1]
-    sigmas = [np.cov(x, rowvar=False) for x in xs]
-    entry = [2 * gamma(len(x) + 2, EPS64) * float(np.max(np.mean(x * x, axis=0))) * len(x) / (len(x) - 1) for x in xs]
-    norms = [float(np.linalg.norm(s, 2)) for s in sigmas]
-    delta = math.sqrt(np.linalg.cond(sigmas[0])) * (
-        norms[0] * d * entry[1] + d * entry[0] * norms[1] + gamma(2 * d + 4, EPS64) * norms[0] * norms[1]
-    )
-    lower = linalg.cholesky(sigmas[0], lower=True)
-    lam = linalg.eigvalsh(lower.T @ sigmas[1] @ lower)
-    low = np.maximum(lam - delta, 0.0)
-    with np.errstate(divide="ignore"):
-        sqrt_trace = float(np.sum(np.minimum(math.sqrt(delta), delta / np.sqrt(low))))
-    diff = float(np.linalg.norm(xs[0].mean(axis=0) - xs[1].mean(axis=0)))
-    dmu = sum(float(np.linalg.norm(gamma(len(x) + 1, mean_unit) * np.mean(np.abs(x), axis=0))) for x in xs)
-    mean_term = 2 * diff * dmu + dmu**2 + gamma(d + 2, mean_unit) * diff**2
-    traces = [float(np.trace(s)) for s in sigmas]
-    trace_term = sum(d * e + gamma(d, EPS64) * t for e, t in zip(entry, traces))
-    final = gamma(4, EPS64) * (diff**2 + sum(traces) + 2 * float(np.sqrt(np.maximum(lam, 0)).sum()))
-    return 2 * sqrt_trace + trace_term + mean_term + final
-
-
-def feature_perturbation_bound(xs: Sequence[np.ndarray], errors: Sequence[np.ndarray]) -> float:
-    """|FID(X + dX) - FID(X)| in exact arithmetic for ``|dX| <= E`` entrywise (reference first, generated second).
-
-    ``FID = |mu1 - mu2|^2 + |A1|_F^2 + |A2|_F^2 - 2 |A1 A2^T|_*`` with ``A = centred X / sqrt(n - 1)``, and
-    ``||A||_F``, ``||.||_*`` are norms: ``|dA|_F <= 2 |E|_F / sqrt(n - 1)`` (row and its mean),
-    ``| |PQ^T|_* - |P'Q'^T|_* | <= |dP|_F |Q|_F + |P'|_F |dQ|_F``.
-    """
-    fro, dfro, means, dmu = [], [], [], 0.0
-    for x, e in zip(xs, errors):
-        x, e = np.asarray(x, dtype=np.float64), np.asarray(e, dtype=np.float64)
-        n = x.shape[0]
-        fro.append(float(np.linalg.norm(x - x.mean(axis=0))) / math.sqrt(n - 1))
-        dfro.append(2 * float(np.linalg.norm(e)) / math.sqrt(n - 1))
-        means.append(x.mean(axis=0))
-        dmu += float(np.linalg.norm(e.mean(axis=0)))
-    diff = float(np.linalg.norm(means[0] - means[1]))
-    traces = sum(df * (2 * f + df) for f, df in zip(fro, dfro))
-    nuclear = dfro[0] * fro[1] + (fro[0] + dfro[0]) * dfro[1]
-    return 2 * diff * dmu + dmu**2 + traces + 2 * nuclear
-
-
-def kid_bound(x: np.ndarray, y: np.ndarray) -> float:
-    """|computed - exact| unbiased MMD^2 of whole sets in float64, any summation order.
-
-    ``k = (a.b / d + 1)^3`` is within ``gamma_{3(d+3)}`` of ``kabs = (|a|.|b| / d + 1)^3`` (dot product
-    ``gamma_d``, then divide, add, cube: x3); each kernel sum adds ``gamma_N``, N = its number of terms.
-    """
-    d, m, n = x.shape[1], x.shape[0], y.shape[0]
-
-    def kabs_sum(a: np.ndarray, b: np.ndarray) -> float:
-        return float(((np.abs(a) @ np.abs(b).T) / d + 1.0).__pow__(3).sum())
-
-    unit = gamma(3 * (d + 3) + max(m, n) ** 2 + 4, EPS64)
-    return unit * (kabs_sum(x, x) / (m * (m - 1)) + kabs_sum(y, y) / (n * (n - 1)) + 2 * kabs_sum(x, y) / (m * n))
-
-
-def network_bound(ops: Sequence[nn.Module], x: torch.Tensor) -> tuple[np.ndarray, float]:
-    """``(|W| ... (max|x| everywhere), gamma_K)``: any float32 evaluation of the conv/ReLU/pool chain on inputs ``x``
-    is within ``gamma_K(u32)`` times that of the exact output (Higham 3.5: each stage adds ``gamma_{terms}`` of
-    its absolute-value product, ReLU and averaging are 1-Lipschitz, and the absolute-value chain is monotone in
-    its input), K = the terms summed along the chain.  Returns a ``(1, D)`` row that bounds every image."""
-    y, k = torch.full((1, *x.shape[1:]), float(x.abs().max()), dtype=torch.float64), 0
-    for op in ops:
-        if isinstance(op, nn.Conv2d):
-            weight, bias = op.weight.detach().double().abs(), op.bias.detach().double().abs()
-            y = F.conv2d(y, weight, bias, op.stride, op.padding)
-            k += weight[0].numel() + 1
-        elif isinstance(op, nn.AdaptiveAvgPool2d):
-            out_h, out_w = torch.nn.modules.utils._pair(op.output_size)
-            k += (math.ceil(y.shape[2] / out_h) + 1) * (math.ceil(y.shape[3] / out_w) + 1) + 1  # widest window, / size
-            y = F.adaptive_avg_pool2d(y, op.output_size)
-        elif not isinstance(op, nn.ReLU):
-            raise TypeError(f"network_bound: no rule for {type(op).__name__}")
-    return y.flatten(1).numpy(), gamma(k, U32)
 
 
 # --- inputs ----------------------------------------------------------------------------------------------------
@@ -401,7 +298,7 @@ def test_kid_on_whole_sets_matches_clean_fid_and_torchmetrics(n: int, d: int) ->
         observation.check()
 
 
-# --- 2. eicg-v2 FID end to end against clean-fid's folder pipeline ------------------------------------------------
+# --- 2. eicg-v3 FID end to end against clean-fid's folder pipeline ------------------------------------------------
 
 
 def eicg_end_to_end_observations(folder: Path) -> list[Observation]:

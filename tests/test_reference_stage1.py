@@ -73,8 +73,9 @@ def test_encode_is_the_fc1_output_before_the_relu() -> None:
     assert torch.equal(features, captured["fc_1"])
     assert (features < 0).any()  # before the ReLU
     direct = F.linear(model.trunk(images), model.fc_1.weight, model.fc_1.bias)
-    assert torch.allclose(features, direct, atol=1e-6)
-    assert torch.allclose(logits, model.fc_2(torch.relu(direct)), atol=1e-6)
+    # the same float32 operations on the same batch: bit for bit on any CPU
+    assert torch.equal(features, direct)
+    assert torch.equal(logits, model.fc_2(torch.relu(direct)))
 
 
 def test_custom_trunk_needs_its_feature_size() -> None:
@@ -83,18 +84,25 @@ def test_custom_trunk_needs_its_feature_size() -> None:
     assert EmotionClassifier(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), feature_dim=3).fc_1.in_features == 3
 
 
-def _accuracy_one_by_one(model: nn.Module, rows, emoset_root: Path, config: Stage1Config) -> float:
-    """Independent test accuracy: each image through the eval transform alone, then argmax."""
+def _accuracy_in_eval_batches(model: nn.Module, rows, emoset_root: Path, config: Stage1Config) -> float:
+    """Independent accuracy: each image opened and put through the eval transform here, then argmax.
+
+    The images go through the model in the split's order in batches of ``config.eval_batch_size``, as the run
+    evaluates them: the same float32 model on the same batches gives the run's logits bit for bit on any CPU, so
+    the argmax cannot differ by another CPU's rounding (one image at a time could flip a near tie).
+    """
     transform = encoder_transform(False, resize=config.resize, crop=config.crop)
-    correct = 0
     from PIL import Image
 
+    images = []
+    for row in rows:
+        with Image.open(emoset_root / row.path) as image:
+            images.append(transform(image.convert("RGB")))
+    targets = torch.tensor([row.emotion_id for row in rows])
     with torch.no_grad():
-        for row in rows:
-            with Image.open(emoset_root / row.path) as image:
-                x = transform(image.convert("RGB"))[None]
-            correct += int(model(x).argmax(dim=1).item() == row.emotion_id)
-    return correct / len(rows)
+        batches = torch.stack(images).split(config.eval_batch_size)
+        predicted = torch.cat([model(batch).argmax(dim=1) for batch in batches])
+    return float((predicted == targets).double().mean())
 
 
 def test_training_reports_val_accuracy_per_epoch_and_test_accuracy(emoset: tuple[Path, Path], tmp_path: Path) -> None:
@@ -108,11 +116,11 @@ def test_training_reports_val_accuracy_per_epoch_and_test_accuracy(emoset: tuple
     assert [entry["val_accuracy"] for entry in log] == val_accuracies
     best = load_encoder(result.best_checkpoint)
     test_rows = split_rows(load_index(index), "test")
-    assert result.test_accuracy == pytest.approx(_accuracy_one_by_one(best, test_rows, root, TINY), abs=1e-12)
+    assert result.test_accuracy == pytest.approx(_accuracy_in_eval_batches(best, test_rows, root, TINY), abs=1e-12)
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["test_accuracy"] == result.test_accuracy and saved["config"]["lr"] == 1e-3
     val_rows = split_rows(load_index(index), "val")
-    assert result.best_val_accuracy == pytest.approx(_accuracy_one_by_one(best, val_rows, root, TINY), abs=1e-12)
+    assert result.best_val_accuracy == pytest.approx(_accuracy_in_eval_batches(best, val_rows, root, TINY), abs=1e-12)
 
 
 def test_resume_from_the_last_epoch_continues_bitwise(emoset: tuple[Path, Path], tmp_path: Path) -> None:
@@ -165,8 +173,9 @@ def test_the_released_checkpoint_layout_loads_through_the_registry(tmp_path: Pat
         expected_features = released.embed(images)
         expected_logits = released(images)
     assert torch.equal(features, captured["fc_1"])
-    assert torch.allclose(features, expected_features, atol=1e-5)
-    assert torch.allclose(logits, expected_logits, atol=1e-5)
+    # the same torchvision ResNet-50 operations on the same batch of 2: bit for bit on any CPU
+    assert torch.equal(features, expected_features)
+    assert torch.equal(logits, expected_logits)
     state = torch.load(path, weights_only=True)
     assert torch.equal(encoder.fc_2.weight, state["fc_2.2.weight"])
     assert torch.equal(encoder.trunk.layer4[2].conv3.weight, state["cnn.layer4.2.conv3.weight"])

@@ -93,7 +93,7 @@ def test_fetch_offline_and_argument_errors(bench_home: Path, capsys: pytest.Capt
     assert main(["weights", "fetch", "emo-space", "--offline", "--quiet"]) == ExitCode.WEIGHTS
     assert "offline" in capsys.readouterr().err
     assert not (bench_home / "weights" / "emo-space").exists()
-    assert main(["weights", "fetch"]) == ExitCode.USAGE
+    assert main(["weights", "fetch", "emo-space", "--for", "train"]) == ExitCode.USAGE
     assert main(["weights", "fetch", "emo-space", "--all"]) == ExitCode.USAGE
 
 
@@ -103,7 +103,7 @@ def test_fetch_of_present_files_needs_no_network(
     shutil.copytree(official_artifacts / "emo_space", bench_home / "weights" / "emo-space")
     # the conftest guard would turn any connection into an internal error (exit 70)
     assert main(["weights", "fetch", "emo-space", "--quiet"]) == ExitCode.OK
-    assert capsys.readouterr().out.strip() == f"emo-space: {bench_home / 'weights' / 'emo-space'} (official)"
+    assert f"emo-space  ok       60.0 KiB  {bench_home / 'weights' / 'emo-space'} (official)" in capsys.readouterr().out
 
 
 def test_fetch_force_offline_leaves_a_corrupt_file_in_place(

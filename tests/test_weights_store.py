@@ -285,7 +285,7 @@ class FakeHub:
             from huggingface_hub.errors import LocalEntryNotFoundError
 
             raise LocalEntryNotFoundError("not in the cache")
-        repo = Path(kwargs["cache_dir"]) / f"models--{repo_id.replace('/', '--')}"
+        repo = Path(kwargs.get("cache_dir") or store_module.hf_hub_cache()) / f"models--{repo_id.replace('/', '--')}"
         snapshot = repo / "snapshots" / kwargs["revision"]
         for name, data in self.files.items():
             lfs = name.endswith(".safetensors")
@@ -301,6 +301,7 @@ class FakeHub:
 def test_snapshot_fetch_passes_the_pins_and_records_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hub = FakeHub(SNAPSHOT_FILES)
     monkeypatch.setattr("huggingface_hub.snapshot_download", hub)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # the user's Hugging Face cache
     store = WeightStore(tmp_path, offline=False)
     [resolved] = store.fetch(["clip-vit-l14"], show_progress=False)
     spec = store.registry.get("clip-vit-l14").hf
@@ -309,7 +310,7 @@ def test_snapshot_fetch_passes_the_pins_and_records_hashes(tmp_path: Path, monke
     assert call["repo_id"] == "openai/clip-vit-large-patch14"
     assert call["revision"] == "32bd64288804d66eefd0ccbe215aa642df71cc41" == spec.revision
     assert call["allow_patterns"] == list(spec.allow_patterns) and call["local_files_only"] is False
-    assert Path(call["cache_dir"]) == tmp_path / "hf"
+    assert "cache_dir" not in call  # huggingface_hub's own cache, not a private copy
     assert resolved.official and resolved.path == spec.cache_folder(tmp_path / "hf")
     assert {f.name: f.sha256 for f in resolved.files} == {n: sha(d) for n, d in SNAPSHOT_FILES.items()}
     records = json.loads((tmp_path / RECORDS_FILE).read_text())["artifacts"]["clip-vit-l14"]
@@ -320,6 +321,7 @@ def test_snapshot_fetch_passes_the_pins_and_records_hashes(tmp_path: Path, monke
 
 def test_snapshot_blob_hashes_catch_corruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("huggingface_hub.snapshot_download", FakeHub(SNAPSHOT_FILES))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     WeightStore(tmp_path).fetch(["clip-vit-l14"], show_progress=False)
     hf = load_registry().get("clip-vit-l14").hf
     assert hf is not None
@@ -342,5 +344,6 @@ def test_snapshot_offline_uses_local_files_only(tmp_path: Path, monkeypatch: pyt
 def test_snapshot_missing_required_file_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = {k: v for k, v in SNAPSHOT_FILES.items() if k != "model.safetensors"}
     monkeypatch.setattr("huggingface_hub.snapshot_download", FakeHub(files))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(WeightsError, match="model.safetensors"):
         WeightStore(tmp_path).fetch(["clip-vit-l14"], show_progress=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from emogen_bench.cli.common import add_quiet_flag, add_weights_override
 from emogen_bench.config import OUTPUT_FORMATS, EvalConfig, parse_metrics
-from emogen_bench.errors import ExitCode
+from emogen_bench.errors import ExitCode, UsageError
 from emogen_bench.fileio import check_output_file
 from emogen_bench.paths import bench_home
 from emogen_bench.protocols import PAPER_CODE, PROTOCOLS
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score a submission: FID, KID, LPIPS, Emo-A, Sem-C, Sem-D with confidence intervals",
         description=(
             "Validate the submission (an invalid one is refused with its report), run every metric model once "
-            "per image (features cached by content hash), and print the results with 95%% confidence intervals. "
+            "per image (features cached by content hash), and print the results with 95% confidence intervals. "
             "The results JSON records the protocol, the submission digest, every weight's hash and the seed."
         ),
     )
@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--reference-stats",
         type=Path,
         metavar="REF",
-        help="reference statistics for FID/KID (emogen-bench reference-stats build); without them "
-        "FID and KID are reported as not computed",
+        help="reference statistics for FID/KID: a file (emogen-bench reference-stats build) or the name of the "
+        "protocol's official ones, e.g. ref-stats-eicg-v3 (fetched and verified like a weight); without them "
+        "FID and KID are reported as not computed under --metrics all, and naming either in --metrics is an error",
     )
     parser.add_argument(
         "--out",
@@ -46,7 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="where to write the results JSON (default: a new file under $EMOGEN_BENCH_HOME/results/)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--per-image",
+        type=Path,
+        metavar="FILE",
+        help="also write one row per image (each classifier's predicted emotion and target probability, Sem-C's "
+        "two probabilities and winner) to FILE.csv, or FILE.parquet with pandas and pyarrow (docs/report.md)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace --out (and --per-image) if it exists")
     parser.add_argument(
         "--metrics",
         default="all",
@@ -60,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULTS.protocol,
         help=f"how the numbers are defined (default {DEFAULTS.protocol}); {PAPER_CODE} reproduces the EmoGen "
         "released scripts, quirks included (docs/paper_code.md), to sit beside the published numbers; its results "
-        "are never compared with eicg-v2",
+        "are never compared with eicg-v3",
     )
     parser.add_argument(
         "--pairs",
@@ -68,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         default=DEFAULTS.pairs,
         help=f"random pairs per emotion for the {PAPER_CODE} LPIPS and Sem-D (default {DEFAULTS.pairs}, as released); "
-        "ignored by eicg-v2",
+        "ignored by eicg-v3",
     )
     parser.add_argument(
         "--per-emotion",
@@ -126,6 +134,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None:  # before any work: a folder, a device, a file inside the submission are refused
         args.out = check_output_file(args.out, overwrite=args.overwrite, inputs={"the submission": args.submission})
+    if args.per_image is not None:
+        from emogen_bench.per_image import check_per_image_file
+
+        args.per_image = check_per_image_file(
+            args.per_image, overwrite=args.overwrite, inputs={"the submission": args.submission}
+        )
+        if args.out is not None and args.per_image.resolve() == args.out.resolve():
+            raise UsageError(f"--per-image {args.per_image} is also --out; give two different files")
     config = EvalConfig(
         metrics=parse_metrics(args.metrics, args.protocol),
         per_emotion=args.per_emotion,
@@ -140,6 +156,18 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         pairs=args.pairs,
     )
+    if config.reference_stats is None and args.metrics.strip() != "all" and {"fid", "kid"} & set(config.metrics):
+        from emogen_bench.evaluate import reference_needed
+
+        raise UsageError(reference_needed(config.metrics, config.protocol))  # asked for by name: not skipped
+    if world.is_main and config.reference_stats is not None and {"fid", "kid"} & set(config.metrics):
+        from emogen_bench.reference_stats import fetch_reference_stats, is_reference_name
+        from emogen_bench.weights import open_store
+
+        if is_reference_name(config.reference_stats):  # a registry name: fetched and verified like a weight
+            store = open_store(args.weights_override)
+            path = fetch_reference_stats(str(config.reference_stats), store)
+            config = dataclasses.replace(config, reference_stats=path)
     if world.size > 1:
         with process_group(world):
             fill_cache_for_rank(args.submission, config, world)
@@ -147,10 +175,23 @@ def run(args: argparse.Namespace) -> int:
         if not world.is_main:
             return int(ExitCode.OK)
         config = dataclasses.replace(config, device=world.device(config.device))
-    result = evaluate(args.submission, config)
+    rows = None
+    if args.per_image is not None:
+        from emogen_bench.per_image import evaluate_per_image
+
+        result, rows = evaluate_per_image(args.submission, config)
+    else:
+        result = evaluate(args.submission, config)
     out = result.write(args.out or default_out(result.submission["digest"]), overwrite=args.overwrite)
+    if rows is not None:
+        from emogen_bench.per_image import write_per_image
+
+        write_per_image(rows, args.per_image, overwrite=args.overwrite)
     text = render(result.to_dict(), args.format)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")  # CSV and Markdown end with their own newline
     if args.format in ("table", "markdown") or not args.quiet:
-        print(f"\nresults JSON: {out}", file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
+        stream = sys.stderr if args.format in ("json", "csv") else sys.stdout
+        print(f"\nresults JSON: {out}", file=stream)
+        if rows is not None:
+            print(f"per-image results: {args.per_image} ({len(rows)} rows)", file=stream)
     return int(ExitCode.OK)

@@ -1,4 +1,4 @@
-"""``emogen-bench reference-stats build|show``: a thin face over :mod:`emogen_bench.reference_stats`."""
+"""``emogen-bench reference-stats build|show|publish-entry``: a thin face over :mod:`emogen_bench.reference_stats`."""
 
 from __future__ import annotations
 
@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--seed", type=int, default=DEFAULT_SEED,
                        help=f"seed of the KID reference sample (default {DEFAULT_SEED})")
     build.add_argument("--no-cache", action="store_true", help="compute every feature again and cache nothing")
+    build.add_argument("--print-registry-entry", action="store_true",
+                       help="maintainers: then print the registry.toml entry that publishes the file as the "
+                            "protocol's official statistics (see publish-entry)")
     add_weights_override(build)
     add_quiet_flag(build)
     add_json_flag(build)
@@ -69,6 +72,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("file", type=Path, metavar="FILE", help="a file written by `reference-stats build`")
     add_json_flag(show)
     show.set_defaults(handler=run_show)
+
+    publish = actions.add_parser(
+        "publish-entry",
+        help="maintainers: print the registry.toml entry that publishes a statistics file as ref-stats-<protocol>",
+        description="Check the file, then print its registry entry (full sha256, size, and how it was made: "
+        "protocol, split, EmoSet index digest, extractor weights, software versions), ready to paste into "
+        "emogen_bench/weights/registry.toml in place of the unpublished one.",
+    )
+    publish.add_argument("file", type=Path, metavar="FILE", help="a file written by `reference-stats build`")
+    publish.add_argument("--url", action="append", default=[], metavar="URL",
+                         help="where the file is published (repeat for mirrors); without it the entry has urls = []")
+    publish.set_defaults(handler=run_publish_entry)
 
 
 def describe(provenance: dict[str, Any]) -> str:
@@ -135,10 +150,15 @@ def run_build(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         protocol=args.protocol,
     )
+    entry = None
+    if args.print_registry_entry:
+        from emogen_bench.reference_stats import registry_entry
+
+        entry = registry_entry(args.out)
     if args.json:
-        print_json(stats.provenance())
+        print_json({**stats.provenance(), **({"registry_entry": entry} if entry is not None else {})})
     else:
-        sys.stdout.write(describe(stats.provenance()))
+        sys.stdout.write(describe(stats.provenance()) + ("" if entry is None else "\n" + entry))
     return int(ExitCode.OK)
 
 
@@ -151,4 +171,12 @@ def run_show(args: argparse.Namespace) -> int:
         print_json(provenance)
     else:
         sys.stdout.write(describe(provenance))
+    return int(ExitCode.OK)
+
+
+def run_publish_entry(args: argparse.Namespace) -> int:
+    """Handler of ``reference-stats publish-entry``: the TOML entry on stdout."""
+    from emogen_bench.reference_stats import registry_entry
+
+    sys.stdout.write(registry_entry(args.file, urls=args.url))
     return int(ExitCode.OK)

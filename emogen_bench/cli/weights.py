@@ -1,18 +1,23 @@
-"""`emogen-bench weights list|fetch|verify|path`: the pinned weights on this machine."""
+"""`emogen-bench weights list|fetch|verify|path|pin`: the pinned weights on this machine."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from emogen_bench.cli.common import add_json_flag, add_quiet_flag, add_weights_override, print_json
 from emogen_bench.errors import ExitCode, UsageError
 from emogen_bench.weights.override import load_overrides
-from emogen_bench.weights.registry import ArtifactSpec, load_registry
-from emogen_bench.weights.store import WeightStore
+from emogen_bench.weights.registry import PURPOSES, ArtifactSpec, Registry, load_registry, packaged_registry_path
+from emogen_bench.weights.store import FetchOutcome, WeightStore, resolved_size
+
+#: What ``weights fetch`` without ids or ``--for`` fetches: the metric models (what ``evaluate`` needs).
+DEFAULT_PURPOSE = "evaluate"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `weights` subcommand and its four actions."""
+    """Add the `weights` subcommand and its actions."""
     parser = subparsers.add_parser(
         "weights",
         help="list, fetch, verify and locate the pinned model weights",
@@ -25,9 +30,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_weights_override(listing)
     listing.set_defaults(handler=run_list)
 
-    fetch = actions.add_parser("fetch", help="download missing artifacts and verify their hashes")
+    fetch = actions.add_parser(
+        "fetch",
+        help="download missing artifacts and verify their hashes (default: the metric models)",
+        description="Fetch and verify each artifact, going on past a failure; a table of every outcome at the end "
+        "(exit 3 if any failed).",
+    )
     fetch.add_argument("ids", nargs="*", metavar="ID", help="artifact ids (see `weights list`)")
-    fetch.add_argument("--all", action="store_true", help="every artifact (several GB: includes SD-1.5)")
+    fetch.add_argument(
+        "--for",
+        dest="purpose",
+        choices=PURPOSES,
+        help="what the artifacts are for: evaluate (the metric models, the default without ids), generate, train "
+        "(what reference/ and baselines/ need), all (every artifact, several GB with SD-1.5)",
+    )
+    fetch.add_argument("--all", action="store_true", help="the same as --for all")
+    fetch.add_argument("--registry", type=Path, metavar="FILE",
+                       help="maintainers: fetch from this registry file instead of the package's (a new mirror, a "
+                            "test server); the files go to the same weights folder")
+    add_json_flag(fetch)
     fetch.add_argument("--offline", action="store_true", help="never touch the network (also: EMOGEN_BENCH_OFFLINE=1)")
     fetch.add_argument("--force", action="store_true", help="move a corrupt cached file aside and download it again")
     add_quiet_flag(fetch)
@@ -45,9 +66,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_weights_override(path)
     path.set_defaults(handler=run_path)
 
+    pin = actions.add_parser(
+        "pin",
+        help="maintainers: fetch an artifact from every mirror, check they agree, write its sha256 into the registry",
+        description="Download each file of the artifact from every URL in the registry, refuse (exit 3, registry "
+        "untouched) unless all serve the same bytes, then write pin = \"sha256\", sha256 and size into the registry "
+        "file in place (only those lines change).",
+    )
+    pin.add_argument("id", metavar="ID")
+    pin.add_argument("--registry", type=Path, metavar="FILE",
+                     help=f"the registry file to edit (default: the package's, {packaged_registry_path()})")
+    add_quiet_flag(pin)
+    pin.set_defaults(handler=run_pin)
+
 
 def _store(args: argparse.Namespace, *, offline: bool | None = None) -> WeightStore:
-    registry = load_registry()
+    path = getattr(args, "registry", None)
+    registry = load_registry() if path is None else Registry.from_toml(path)
     overrides = load_overrides(args.weights_override, registry)
     return WeightStore(offline=offline, overrides=overrides, registry=registry)
 
@@ -112,20 +147,47 @@ def run_list(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def fetch_selection(registry: Registry, ids: list[str], purpose: str | None, every: bool) -> list[str]:
+    """The ids to fetch: those named, or a purpose's (``--all`` is ``--for all``; neither: the metric models)."""
+    if every:
+        if purpose not in (None, "all"):
+            raise UsageError(f"--all and --for {purpose} contradict each other; give one")
+        purpose = "all"
+    if ids and purpose is not None:
+        raise UsageError(f"give artifact ids or --for {purpose}, not both")
+    for artifact_id in ids:
+        registry.get(artifact_id)  # an unknown id is a usage error before anything is downloaded
+    return ids or list(registry.for_purpose(purpose or DEFAULT_PURPOSE))
+
+
+def _outcome_row(outcome: FetchOutcome) -> list[str]:
+    resolved = outcome.resolved
+    if resolved is None:
+        return [outcome.id, outcome.outcome, outcome.reason]
+    labels = ["official" if resolved.official else "NOT official"]
+    if not resolved.pinned:
+        labels.append("unpinned")
+    if resolved.overridden:
+        labels.append("overridden")
+    detail = f"{format_size(resolved_size(resolved))}  {resolved.path} ({', '.join(labels)})"
+    return [outcome.id, outcome.outcome, detail]
+
+
 def run_fetch(args: argparse.Namespace) -> int:
-    """Download and verify the named artifacts (or all)."""
-    if args.all and args.ids:
-        raise UsageError("give artifact ids or --all, not both")
+    """Fetch and verify each selected artifact, past failures; a table of every outcome; exit 3 if any failed."""
     store = _store(args, offline=True if args.offline else None)
-    ids = list(store.registry.ids) if args.all else args.ids
-    if not ids:
-        raise UsageError(f"name the artifacts to fetch, or --all; valid ids: {', '.join(store.registry.ids)}")
-    for artifact in store.fetch(ids, show_progress=not args.quiet, force=args.force):
-        label = "official" if artifact.official else "NOT official"
-        if artifact.overridden:
-            label += ", overridden"
-        print(f"{artifact.id}: {artifact.path} ({label})")
-    return int(ExitCode.OK)
+    ids = fetch_selection(store.registry, args.ids, args.purpose, args.all)
+    outcomes = store.fetch_each(ids, show_progress=not args.quiet and not args.json, force=args.force)
+    failed = [o for o in outcomes if o.outcome == "failed"]
+    if args.json:
+        print_json({"weights_dir": str(store.home), "ok": not failed, "artifacts": [o.to_dict() for o in outcomes]})
+    else:
+        print(_table([["ID", "OUTCOME", "BYTES, PATH OR REASON"], *(_outcome_row(o) for o in outcomes)]))
+        counts = {kind: sum(o.outcome == kind for o in outcomes) for kind in ("ok", "failed", "skipped")}
+        print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped")
+    for outcome in failed:  # the reasons on stderr too, like every other error
+        print(f"emogen-bench: error: {outcome.id}: {outcome.reason}", file=sys.stderr)
+    return int(ExitCode.WEIGHTS if failed else ExitCode.OK)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -143,6 +205,22 @@ def run_verify(args: argparse.Namespace) -> int:
             if status.state != "ok":
                 print(f"\n{status.id} ({status.state}): {status.detail}")
     return int(ExitCode.WEIGHTS if failed else ExitCode.OK)
+
+
+def run_pin(args: argparse.Namespace) -> int:
+    """Pin an artifact from every mirror into the registry file (exit 3, file untouched, when mirrors disagree)."""
+    from emogen_bench.weights.pin import fetch_every_mirror, write_pins
+
+    path = args.registry if args.registry is not None else packaged_registry_path()
+    spec = Registry.from_toml(path).get(args.id)
+    pins = fetch_every_mirror(spec, show_progress=not args.quiet)
+    write_pins(path, spec.id, pins)
+    for pin in pins:
+        urls = ", ".join(copy.url for copy in pin.copies)
+        print(f"{spec.id}/{pin.name}: sha256 {pin.sha256}, {pin.size} bytes, identical from {len(pin.copies)} "
+              f"URL(s): {urls}")
+    print(f"pinned {spec.id} in {path} (pin = \"sha256\"); note the change in CHANGELOG.md")
+    return int(ExitCode.OK)
 
 
 def run_path(args: argparse.Namespace) -> int:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from emogen_bench.features.clip_pixels import ClipPixelSettings
 
-#: Bump when the preprocessing below changes (it changes cache keys); never shared with eicg-v2's entries.
+#: Bump when the preprocessing below changes (it changes cache keys); never shared with eicg-v3's entries.
 PREPROCESS_VERSION = "paper-code-torchvision-Resize-bilinear-ToTensor-x255-byte/1"
 #: The square size torchvision's Resize brings every image to (and torchmetrics' Inception input size).
 SIZE = 299

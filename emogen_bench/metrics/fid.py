@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 
 from emogen_bench.metrics import MetricValue
 from emogen_bench.metrics.intervals import group_ids, group_sizes, jackknife_interval
@@ -153,6 +152,8 @@ class FrechetReference:
     """
 
     def __init__(self, stats: GaussianStats) -> None:
+        from scipy import linalg  # imported here: scipy costs ~1 s at start-up (`--help`)
+
         self.stats = stats
         self.trace = float(np.trace(stats.sigma))
         n = _vectors(stats.n, "reference")
@@ -173,6 +174,8 @@ class FrechetReference:
 
         ``n`` is the number of vectors behind ``sigma`` (its rank is at most ``n - 1``); None: unknown.
         """
+        from scipy import linalg  # imported here: scipy costs ~1 s at start-up (`--help`)
+
         rank = self.rank if n is None else min(self.rank, _vectors(n, "compared") - 1)
         product = self.factor.T @ (sigma @ self.factor)
         product = (product + product.T) / 2
@@ -194,6 +197,8 @@ class FrechetReference:
         ``(Xc B)(Xc B)^T / (n - 1)``, which is cheaper to solve than ``d x d``; its rank is at
         most ``n - 1`` (``Xc`` is centred), so the smallest eigenvalue is dropped as round-off.
         """
+        from scipy import linalg  # imported here: scipy costs ~1 s at start-up (`--help`)
+
         n = x.shape[0]
         mu = x.mean(axis=0)
         centred = x - mu

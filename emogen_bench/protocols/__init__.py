@@ -1,6 +1,6 @@
 """The evaluation protocols: one name per way of computing the numbers, never mixed in one column.
 
-``eicg-v2`` (:mod:`emogen_bench.protocols.eicg`) is the benchmark's own
+``eicg-v3`` (:mod:`emogen_bench.protocols.eicg`) is the benchmark's own
 definition (CHANGELOG.md).  ``emogen-paper-code``
 (:mod:`emogen_bench.protocols.paper_code`) reproduces what the EmoGen authors'
 released scripts compute, quirks included (PROTOCOL.md section 3), so a new

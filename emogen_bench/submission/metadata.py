@@ -45,6 +45,40 @@ KNOWN_KEYS: tuple[str, ...] = (
     "notes",
 )
 
+#: Keys people write for a known one, where spelling alone points elsewhere ("version" is closest to
+#: "schema_version", the format's own version, but means the method's): checked before the fuzzy match.
+KEY_CONFUSIONS: dict[str, str] = {
+    "version": "method_version",
+    "model_version": "method_version",
+    "method_name": "method",
+    "name": "method",
+    "model": "base_model",
+    "base": "base_model",
+    "checkpoint": "base_model",
+    "scheduler": "sampler",
+    "num_inference_steps": "steps",
+    "num_steps": "steps",
+    "guidance_scale": "guidance",
+    "cfg": "guidance",
+    "cfg_scale": "guidance",
+    "size": "resolution",
+    "image_size": "resolution",
+    "comment": "notes",
+    "comments": "notes",
+    "description": "notes",
+}
+
+
+def suggest_key(key: str) -> str | None:
+    """The known key an unknown ``key`` most likely stands for: a known confusion first, else the closest name."""
+    folded = key.strip().lower().replace("-", "_").replace(" ", "_")
+    if folded in KEY_CONFUSIONS:
+        return KEY_CONFUSIONS[folded]
+    if folded in KNOWN_KEYS:  # "Method", "method-version": only the spelling differs
+        return folded
+    close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+    return close[0] if close else None
+
 
 @dataclass(frozen=True)
 class MetadataIssue:
@@ -207,8 +241,8 @@ def check_metadata(document: object) -> list[MetadataIssue]:
             continue
         issues.extend(MetadataIssue(name, "error", message) for name, message in _check_field(key, value))
     for key in sorted(str(k) for k in document if k not in KNOWN_KEYS):
-        close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(KNOWN_KEYS)}"
+        suggestion = suggest_key(key)
+        hint = f"did you mean {suggestion!r}?" if suggestion else f"known keys: {', '.join(KNOWN_KEYS)}"
         issues.append(MetadataIssue(key, "warning", f"unknown key, ignored ({hint})"))
     return issues
 

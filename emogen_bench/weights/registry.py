@@ -31,7 +31,14 @@ LOADER_KINDS: tuple[str, ...] = (
     "lpips-package-file",
     "tensor-files",
     "pickle-table",
+    "reference-stats",
 )
+#: The loader of reference statistics (``emogen_bench.reference_stats``): data, not a model.
+REFERENCE_STATS_LOADER = "reference-stats"
+#: Registry id of a protocol's official reference statistics: ``ref-stats-<protocol name>``.
+REFERENCE_STATS_PREFIX = "ref-stats-"
+#: What ``weights fetch --for`` selects: the metric models, what generation or training needs, or everything.
+PURPOSES: tuple[str, ...] = ("evaluate", "generate", "train", "all")
 Source = Literal["url", "hf", "package"]
 SCHEMA_VERSION = 1
 
@@ -112,6 +119,20 @@ class ArtifactSpec:
         return max((f.pin for f in self.files), key=PIN_STATES.index)
 
     @property
+    def pinned(self) -> bool:
+        """True when the registry alone fixes the bytes: a full sha256 for every file, or a Hub commit revision.
+
+        A commit id names the repository tree, whose LFS pointers hold each large file's sha256 and whose
+        git ids hash the small files, so a revision pins every file of a snapshot.
+        """
+        return self.hf is not None or all(f.pin == "sha256" and f.sha256 for f in self.files)
+
+    @property
+    def published(self) -> bool:
+        """True when the bytes can be obtained: a Hub snapshot, a package file, or a URL for every file."""
+        return self.source != "url" or all(f.urls for f in self.files)
+
+    @property
     def is_folder(self) -> bool:
         """True when the artifact's local path is a folder (several files or a snapshot)."""
         return self.hf is not None or len(self.files) > 1
@@ -162,6 +183,25 @@ class Registry:
     def __contains__(self, artifact_id: object) -> bool:
         return artifact_id in self.ids
 
+    def for_purpose(self, purpose: str) -> tuple[str, ...]:
+        """The ids ``weights fetch --for purpose`` selects, in registry order.
+
+        ``evaluate``: the metric models (``used_by`` names a metric key; reference statistics are data, fetched
+        by name with ``evaluate --reference-stats``); ``generate`` / ``train``: ``used_by`` names it; ``all``:
+        every artifact.
+        """
+        from emogen_bench.task import METRIC_KEYS
+
+        if purpose not in PURPOSES:
+            raise UsageError(f"unknown purpose {purpose!r}; choose one of {', '.join(PURPOSES)}")
+        if purpose == "all":
+            return self.ids
+        if purpose == "evaluate":
+            return tuple(
+                a.id for a in self.artifacts if set(a.used_by) & set(METRIC_KEYS) and a.loader != REFERENCE_STATS_LOADER
+            )
+        return tuple(a.id for a in self.artifacts if purpose in a.used_by)
+
     @classmethod
     def from_toml(cls, path: str | Path) -> Registry:
         """Parse and validate a registry TOML file; :class:`UsageError` naming the file and key on problems."""
@@ -183,6 +223,27 @@ def load_registry() -> Registry:
     source = "emogen_bench/weights/registry.toml"
     data = resources.files("emogen_bench.weights").joinpath("registry.toml").read_bytes()
     return parse_registry(safe_read.loads_toml(data, source, "weight registry", UsageError), source=source)
+
+
+def packaged_registry_path() -> Path:
+    """The file :func:`load_registry` reads (the source file in a checkout or an editable install)."""
+    return Path(str(resources.files("emogen_bench.weights").joinpath("registry.toml")))
+
+
+def reference_stats_id(protocol: str) -> str:
+    """The registry id of ``protocol``'s official reference statistics (``ref-stats-eicg-v3``)."""
+    return f"{REFERENCE_STATS_PREFIX}{protocol}"
+
+
+#: The command that builds reference statistics locally (``emogen_bench.reference_stats.build_hint``).
+REFERENCE_BUILD_HINT = "emogen-bench reference-stats build --index DIR --emoset-root ROOT --out REF.npz"
+
+
+def reference_build_hint(protocol: str | None = None) -> str:
+    """The build command for ``protocol``'s reference statistics (``--protocol`` added unless the default)."""
+    from emogen_bench.task import PROTOCOL
+
+    return REFERENCE_BUILD_HINT if protocol in (None, PROTOCOL) else f"{REFERENCE_BUILD_HINT} --protocol {protocol}"
 
 
 def parse_registry(data: Mapping[str, Any], *, source: str) -> Registry:
@@ -306,7 +367,7 @@ def _parse_artifact(artifact_id: str, entry: Any, source: str) -> ArtifactSpec:
         raise UsageError(f"{where}: needs at least one [[files]] entry or an [hf] table")
     if package is not None and (len(files) != 1 or files[0].urls):
         raise UsageError(f"{where}: a package artifact has exactly one file and no urls")
-    if package is None and hf is None:
+    if package is None and hf is None and loader != REFERENCE_STATS_LOADER:  # statistics may await publication
         for spec in files:
             if not spec.urls:
                 raise UsageError(f"{where}: file {spec.name!r} has no url")

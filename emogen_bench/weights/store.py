@@ -3,13 +3,17 @@
 Layout of the store folder (``emogen_bench.paths.weights_dir()`` by default)::
 
     <home>/<artifact id>/<file>   files downloaded from the registry's URLs
-    <home>/hf/                    the huggingface_hub cache (``cache_dir``) of Hub snapshots
+    <home>/hf/                    Hub snapshots fetched by earlier versions (still read, never written)
     <home>/recorded.json          full sha256s recorded at the first verified fetch (unpinned and
                                   prefix-pinned files, Hub snapshot files): later checks compare to them
     <home>/verified.json          hash cache: (real path, size, mtime_ns) -> sha256, so a large
                                   snapshot is hashed once, not at every run
 
-``resolve`` never touches the network; ``fetch`` is the only method that does.
+Hugging Face snapshots live in the user's own Hugging Face cache (``$HF_HUB_CACHE``, else
+``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``: :func:`hf_hub_cache`), at the pinned revision,
+so a model the user already has is not downloaded or stored twice.
+
+``resolve`` never touches the network; ``fetch`` and ``fetch_each`` are the only methods that do.
 
 Both JSON files are read through :mod:`emogen_bench.safe_read`.  A damaged ``verified.json``
 (not JSON, not UTF-8, too deep, a FIFO, malformed entries) is only a cache: it is ignored and the
@@ -38,7 +42,15 @@ from emogen_bench.progress import progress
 from emogen_bench.safe_read import file_kind, read_json
 from emogen_bench.weights.download import RetryPolicy, digest_matches, download
 from emogen_bench.weights.override import Override, Overrides
-from emogen_bench.weights.registry import ArtifactSpec, FileSpec, Registry, load_registry
+from emogen_bench.weights.registry import (
+    REFERENCE_STATS_LOADER,
+    REFERENCE_STATS_PREFIX,
+    ArtifactSpec,
+    FileSpec,
+    Registry,
+    load_registry,
+    reference_build_hint,
+)
 
 State = Literal["ok", "missing", "corrupt", "unverified-unpinned", "overridden"]
 Source = Literal["cache", "override", "package"]
@@ -47,6 +59,7 @@ FAILING_STATES: tuple[str, ...] = ("missing", "corrupt")
 
 RECORDS_FILE = "recorded.json"
 HASH_CACHE_FILE = "verified.json"
+#: Where earlier versions kept Hub snapshots inside the store; still read so copied folders keep working.
 HF_CACHE_FOLDER = "hf"
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 #: A download of a file whose exact size the registry does not record stops at this many times its rough size.
@@ -82,6 +95,8 @@ class ResolvedArtifact:
     overridden: bool
     source: Source
     loader: str
+    #: True when the registry fixes these bytes by a full sha256 (or a Hub revision) and they match it.
+    pinned: bool = False
 
     @property
     def digest(self) -> str:
@@ -95,6 +110,7 @@ class ResolvedArtifact:
             "path": str(self.path),
             "pin": self.pin,
             "official": self.official,
+            "pinned": self.pinned,
             "overridden": self.overridden,
             "source": self.source,
             "loader": self.loader,
@@ -257,6 +273,50 @@ def _cache_entry_ok(entry: Any) -> bool:
     return all(type(v) is int for v in sizes) and isinstance(digest, str) and bool(SHA256_HEX.fullmatch(digest))
 
 
+def hf_hub_cache() -> Path:
+    """The Hugging Face Hub cache ``huggingface_hub`` uses by default, read from the environment as it reads it.
+
+    ``$HF_HUB_CACHE`` (or the older ``$HUGGINGFACE_HUB_CACHE``), else ``$HF_HOME/hub``, else
+    ``$XDG_CACHE_HOME/huggingface/hub`` or ``~/.cache/huggingface/hub``; computed here without importing
+    ``huggingface_hub`` (``weights list`` stays fast).
+    """
+    configured = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if configured:
+        return Path(os.path.expandvars(configured)).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
+    )
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    """What ``fetch_each`` did for one artifact: ``ok`` (resolved), ``failed`` (reason) or ``skipped`` (reason)."""
+
+    id: str
+    outcome: Literal["ok", "failed", "skipped"]
+    resolved: ResolvedArtifact | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form."""
+        resolved = self.resolved
+        return {
+            "id": self.id,
+            "outcome": self.outcome,
+            "path": None if resolved is None else str(resolved.path),
+            "bytes": None if resolved is None else resolved_size(resolved),
+            "official": None if resolved is None else resolved.official,
+            "pinned": None if resolved is None else resolved.pinned,
+            "reason": self.reason or None,
+        }
+
+
+def resolved_size(resolved: ResolvedArtifact) -> int:
+    """Total bytes of a resolved artifact's files."""
+    return sum(f.path.stat().st_size for f in resolved.files if f.path.is_file())
+
+
 def download_size_cap(spec: FileSpec) -> int | None:
     """The most bytes a download of ``spec`` may bring when its exact size is unknown: twice its rough size."""
     return None if spec.size is not None or spec.approx_size is None else ROUGH_SIZE_FACTOR * spec.approx_size
@@ -330,8 +390,11 @@ class WeightStore:
         overrides: Overrides | None = None,
         registry: Registry | None = None,
         retry: RetryPolicy = RetryPolicy(),
+        hf_cache: Path | None = None,
     ) -> None:
         self.home = Path(home) if home is not None else paths.weights_dir()
+        #: The Hugging Face cache of Hub snapshots; ``None``: huggingface_hub's own (:func:`hf_hub_cache`).
+        self.hf_cache = None if hf_cache is None else Path(hf_cache)
         self.offline = paths.offline_from_env() if offline is None else offline
         self.overrides = overrides or Overrides()
         self.registry = registry or load_registry()
@@ -372,6 +435,8 @@ class WeightStore:
         specs = [self.registry.get(i) for i in artifact_ids]
         resolved = []
         for spec in specs:
+            if not spec.published and self.overrides.get(spec.id) is None:
+                raise WeightsError(unpublished_reason(spec))
             if self.overrides.get(spec.id) is None:
                 if spec.source == "hf":
                     self._fetch_snapshot(spec)
@@ -385,6 +450,28 @@ class WeightStore:
             resolved.append(self._resolved(assessment))
         self._hashes.save()
         return resolved
+
+    def fetch_each(
+        self, artifact_ids: Iterable[str], *, show_progress: bool = True, force: bool = False
+    ) -> list[FetchOutcome]:
+        """:meth:`fetch` each artifact in turn, going on past a failure; one outcome per artifact.
+
+        An artifact that is not published (reference statistics before their release) is ``skipped``
+        with the reason, unless an override gives a local copy.
+        """
+        outcomes = []
+        for artifact_id in artifact_ids:
+            spec = self.registry.get(artifact_id)
+            if not spec.published and self.overrides.get(spec.id) is None:
+                outcomes.append(FetchOutcome(spec.id, "skipped", reason=unpublished_reason(spec)))
+                continue
+            try:
+                [resolved] = self.fetch([spec.id], show_progress=show_progress, force=force)
+            except WeightsError as error:
+                outcomes.append(FetchOutcome(spec.id, "failed", reason=str(error)))
+                continue
+            outcomes.append(FetchOutcome(spec.id, "ok", resolved))
+        return outcomes
 
     # ---- fetching ---------------------------------------------------------------------------
 
@@ -428,19 +515,22 @@ class WeightStore:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
+        # huggingface_hub's own cache ($HF_HOME / $HF_HUB_CACHE): no private copy beside the user's
+        where = {} if self.hf_cache is None else {"cache_dir": self.hf_cache}
         try:
             snapshot_download(
                 hf.repo_id,
                 repo_type=hf.repo_type,
                 revision=hf.revision,
                 allow_patterns=list(hf.allow_patterns),
-                cache_dir=self.home / HF_CACHE_FOLDER,
                 local_files_only=self.offline,
+                **where,
             )
         except LocalEntryNotFoundError:
             raise WeightsError(
                 f"offline mode ($EMOGEN_BENCH_OFFLINE or --offline): {spec.id} ({hf.repo_id}@{hf.revision}) is not "
-                f"in {self.home / HF_CACHE_FOLDER}; fetch it online once or use --weights-override."
+                f"in the Hugging Face cache {self._hf_cache()}; fetch it online once, copy that cache (or set "
+                "HF_HOME to a copy), or use --weights-override."
             ) from None
         except Exception as error:  # noqa: BLE001 - every Hub failure becomes one actionable message
             note = f" Note: {hf.revision_note}." if hf.revision_note else ""
@@ -538,13 +628,23 @@ class WeightStore:
             path = root / spec.files[0].name if root.is_dir() else root
             return _Location(path, "override", override, ((spec.files[0].name, path),))
         if spec.hf is not None:
-            folder = spec.hf.cache_folder(self.home / HF_CACHE_FOLDER)
+            folder = self._snapshot_folder(spec)
             return _Location(folder, "cache", None, _listing(folder, _snapshot_names(folder, spec.hf.required_files)))
         if spec.package is not None:
             return _locate_package(spec)
         folder = self.home / spec.id
         files = _listing(folder, [f.name for f in spec.files])
         return _Location(folder if spec.is_folder else files[0][1], "cache", None, files)
+
+    def _hf_cache(self) -> Path:
+        return self.hf_cache if self.hf_cache is not None else hf_hub_cache()
+
+    def _snapshot_folder(self, spec: ArtifactSpec) -> Path:
+        """The snapshot in the Hugging Face cache; else one an earlier version kept in ``<home>/hf`` (if there)."""
+        assert spec.hf is not None
+        folder = spec.hf.cache_folder(self._hf_cache())
+        legacy = spec.hf.cache_folder(self.home / HF_CACHE_FOLDER)
+        return legacy if not folder.is_dir() and legacy.is_dir() else folder
 
     def is_present(self, artifact_id: str) -> bool:
         """True when every file of the artifact exists locally (nothing is hashed: use ``verify`` for that)."""
@@ -587,6 +687,7 @@ class WeightStore:
             overridden=assessment.override is not None,
             source=assessment.source,
             loader=assessment.spec.loader,
+            pinned=assessment.official and assessment.spec.pinned,
         )
 
     def _status(self, assessment: _Assessment) -> ArtifactStatus:
@@ -671,6 +772,18 @@ class WeightStore:
         if file_spec.pin == "sha256-prefix":
             return f"{file_spec.sha256}..."
         return "unpinned: recorded at the first verified fetch"
+
+
+def unpublished_reason(spec: ArtifactSpec) -> str:
+    """Why ``spec`` cannot be fetched: no URL yet; for reference statistics, the command that builds them."""
+    if spec.loader == REFERENCE_STATS_LOADER:
+        protocol = spec.id.removeprefix(REFERENCE_STATS_PREFIX)
+        return (
+            f"the official reference statistics {spec.id} (protocol {protocol}) are not published yet (the registry "
+            f"has no download URL for them). Build them locally from EmoSet with `{reference_build_hint(protocol)}` "
+            "and pass the file with --reference-stats REF.npz"
+        )
+    return f"weight artifact {spec.id} is not published yet: the registry has no download URL for it"
 
 
 def _snapshot_names(folder: Path, required: Sequence[str]) -> list[str]:

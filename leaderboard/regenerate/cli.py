@@ -1,4 +1,8 @@
-"""``emogen-bench tables regenerate`` and ``tables run-stage``: a thin face over :mod:`leaderboard.regenerate.run`."""
+"""``emogen-bench tables regenerate`` and ``tables run-stage``: a thin face over :mod:`leaderboard.regenerate.run`.
+
+:mod:`leaderboard.regenerate.run` is imported by the handlers and by the deferred builder of the options
+(:func:`emogen_bench.cli.defer_arguments`), never at start-up: ``emogen-bench --help`` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from emogen_bench.cli import defer_arguments
 from emogen_bench.errors import ExitCode
-from leaderboard.regenerate.plan import load_plan, with_data_paths
-from leaderboard.regenerate.run import EXECUTORS, run_one_stage, run_plan, run_rank
+
+PLAN_HELP = (
+    "a plan file (e.g. leaderboard/plans/main.toml), or the name of a plan shipped with emogen-bench (main, "
+    "supplement, ablations, smoke): by name, leaderboard/plans/NAME.toml in the current folder when it is there, "
+    "else the copy installed with the package"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,9 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "tables",
         help="regenerate the paper's tables from experiment plans (train, generate, evaluate, compare)",
-        description="Experiment plans (leaderboard/plans/*.toml) regenerate the paper's tables; docs/tables.md.",
+        description="Experiment plans (leaderboard/plans/*.toml, also installed with the package) regenerate the "
+        "paper's tables; docs/tables.md.",
     )
     parser.set_defaults(handler=lambda args: _help(parser))
+    defer_arguments(parser, _add_commands)
+
+
+def _add_commands(parser: argparse.ArgumentParser) -> None:
+    """``regenerate`` and ``run-stage`` with their options (the executors come from :mod:`leaderboard.regenerate.run`,
+    which imports numpy and scipy, hence deferred)."""
+    from leaderboard.regenerate.run import EXECUTORS
+    from leaderboard.resources import plans_source
+
     commands = parser.add_subparsers(dest="tables_command", metavar="COMMAND")
     regenerate = commands.add_parser(
         "regenerate",
@@ -28,11 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "when already complete (stages/<row>/<stage>.json records its inputs' digest), then write the "
             "regenerated tables beside the published numbers to WORKDIR/tables/<plan>.md and .csv. Idempotent "
             "and resumable: run it again after a crash. --dry-run prints the stages and their expected GPU "
-            "hours and runs nothing. Smoke plan: emogen-bench tables regenerate leaderboard/plans/smoke.toml "
-            "--workdir W"
+            "hours and runs nothing. Smoke plan: emogen-bench tables regenerate smoke --workdir W (from a checkout "
+            "also leaderboard/plans/smoke.toml)"
         ),
     )
-    regenerate.add_argument("plan", type=Path, metavar="PLAN", help="a plan file, e.g. leaderboard/plans/main.toml")
+    regenerate.add_argument("plan", type=Path, metavar="PLAN", help=f"{PLAN_HELP} ({plans_source()})")
     regenerate.add_argument(
         "--workdir",
         type=Path,
@@ -71,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the stage KEY (<row>/<stage> or _plan/<stage>) of PLAN in --workdir unless it is complete; "
                     "the stages it reads from must be complete.",
     )  # fmt: skip
-    one.add_argument("plan", type=Path, metavar="PLAN")
+    one.add_argument("plan", type=Path, metavar="PLAN", help=PLAN_HELP)
     one.add_argument("--workdir", type=Path, required=True, metavar="W")
     one.add_argument("--stage", required=True, metavar="KEY")
     one.add_argument("--emoset", metavar="DIR", default=None)
@@ -93,6 +112,9 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def run_stage_command(args: argparse.Namespace) -> int:
+    from leaderboard.regenerate.plan import load_plan, with_data_paths
+    from leaderboard.regenerate.run import run_one_stage, run_rank
+
     plan = with_data_paths(load_plan(args.plan), args.emoset, args.index, args.reference_stats)
     if args.rank_attempt is not None:  # one of the ranks `--processes N` started
         run_rank(plan, args.workdir, args.stage, resume=args.rank_attempt == "resume", show_progress=not args.quiet)
@@ -102,6 +124,9 @@ def run_stage_command(args: argparse.Namespace) -> int:
 
 
 def run_regenerate_command(args: argparse.Namespace) -> int:
+    from leaderboard.regenerate.plan import load_plan, with_data_paths
+    from leaderboard.regenerate.run import run_plan
+
     plan = with_data_paths(load_plan(args.plan), args.emoset, args.index, args.reference_stats)
     rows = [part.strip() for part in args.rows.split(",") if part.strip()] if args.rows else None
     slots = None

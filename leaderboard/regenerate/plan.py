@@ -15,6 +15,7 @@ from emogen_bench.protocols import PROTOCOLS
 from emogen_bench.safe_read import file_kind, read_toml
 from emogen_bench.task import SUBMISSION
 from leaderboard.entries import SLUG
+from leaderboard.resources import find_plan, plan_names
 
 EMOGEN = "emogen"
 #: ``sd.model`` of a tiny plan: :func:`reference.sd.tiny_sd_components`.
@@ -347,15 +348,19 @@ def _read_row(path: Path, raw: Any, number: int, tables: Mapping[str, str], meth
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file; a :class:`UsageError` names the file, the key and the fix.
+    """Read and validate a plan: a file, or the name of a plan shipped with the package (``smoke``:
+    :func:`leaderboard.resources.find_plan`); a :class:`UsageError` names the file, the key and the fix.
 
     Each row's settings are checked as its method will read them (:func:`settings_problems`), and every
     problem of every row is listed in one error, so a plan that would fail hours into a run fails here.
     """
-    path = Path(path)
+    path = find_plan(path)
     kind = file_kind(path)
     if kind == "missing":
-        raise UsageError(f"plan {path} does not exist; the plans are in leaderboard/plans/")
+        raise UsageError(
+            f"plan {path} does not exist; pass a plan file or the name of a plan shipped with emogen-bench "
+            f"({', '.join(plan_names())}), e.g. smoke"
+        )
     document = read_toml(path, "plan", UsageError)
     top = _Reader(path, document, "")
     top.refuse_unknown(_PLAN_KEYS)
