@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -186,11 +187,14 @@ def test_parquet_round_trips_the_rows(evaluated: Evaluated, tmp_path: Path) -> N
     assert read_per_image(target) == evaluated.rows
 
 
-@pytest.mark.skipif(HAS_PARQUET, reason="pandas and pyarrow are installed here: Parquet is written")
-def test_parquet_without_its_packages_names_the_missing_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_parquet_without_its_packages_names_the_missing_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # Python's own mark for "cannot be imported"
     assert main(_evaluate(tmp_path, "--per-image", str(tmp_path / "rows.parquet"))) == 2
     err = capsys.readouterr().err
     missing = [n for n in ("pandas", "pyarrow") if importlib.util.find_spec(n) is None]
+    assert "pyarrow" in missing
     assert f"writing Parquet needs {' and '.join(missing)}, which is not installed" in err
     assert f"`pip install {' '.join(missing)}`, or write CSV" in err
     assert not (tmp_path / "rows.parquet").exists()
