@@ -455,7 +455,7 @@ def evaluate(
 
     device = str(resolve_device(config.device))
     if cached_values is not None:
-        overall, per_emotion = clip_values(*cached_values)  # idempotent: values cached before clipping are clipped
+        overall, per_emotion = cached_values  # stored clipped; the key holds the protocol version, so no older values
         counts = {name: {"computed": 0, "cached": len(files)} for files, group in protocol.pass_groups(selection)
                   for name in group}  # fmt: skip
     else:
