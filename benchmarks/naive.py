@@ -55,6 +55,7 @@ def lpips_sampled_pairs(
 ) -> dict[str, float]:
     """Per emotion, the mean ``lpips.LPIPS(x, y)`` over ``pairs_per_emotion`` sampled pairs (2 forwards a pair)."""
     model = extractor.lpips_model  # type: ignore[attr-defined]
+    to_float = extractor.model_input  # type: ignore[attr-defined]  # uint8 squares -> the [-1, 1] floats it reads
     rng = np.random.default_rng(seed)
     means = {}
     for emotion in EMOTION_NAMES:
@@ -66,7 +67,7 @@ def lpips_sampled_pairs(
             chunk = sample_pairs(len(members), min(METRICS.model_batch, pairs_per_emotion - start), rng)
             left = torch.stack([_load(extractor, members[i]) for i in chunk[:, 0]])
             right = torch.stack([_load(extractor, members[j]) for j in chunk[:, 1]])
-            distances.append(model(left, right).flatten().numpy())
+            distances.append(model(to_float(left), to_float(right)).flatten().numpy())
         means[emotion] = float(np.concatenate(distances).mean())
     return means
 

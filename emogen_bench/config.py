@@ -14,6 +14,8 @@ protocol (random pairs per emotion for its LPIPS and Sem-D) and is ignored by
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +32,11 @@ OUTPUT_FORMATS = ("table", "json", "markdown", "csv")
 class EvalConfig:
     """How to evaluate a submission; every field has the default the CLI shows.
 
+    ``compile=True`` runs every model through ``torch.compile`` (inductor): faster
+    forwards after a compile of several seconds per model, features within the
+    documented tolerance of eager ones but not bitwise equal, so it is recorded in
+    the results and in the feature-cache keys (docs/benchmarks.md).
+
     ``metrics=None`` means every metric of ``protocol``; a metric the protocol
     does not define is a usage error.
     """
@@ -39,13 +46,14 @@ class EvalConfig:
     reference_stats: Path | None = None
     device: str = "auto"
     batch_size: int = 32
-    num_workers: int = 2
+    num_workers: int | str = "auto"
     seed: int = DEFAULT_SEED
     cache: bool = True
     weights_override: Path | None = None
     show_progress: bool = True
     protocol: str = PROTOCOL
     pairs: int = 10
+    compile: bool = False
 
     def __post_init__(self) -> None:
         protocol = get_protocol(self.protocol)
@@ -67,13 +75,19 @@ class EvalConfig:
             raise UsageError(f"pairs per emotion must be an integer of at least 1 (got {self.pairs!r})")
         if self.batch_size < 1:
             raise UsageError(f"batch size must be at least 1 (got {self.batch_size})")
-        if self.num_workers < 0:
-            raise UsageError(f"number of workers must be 0 or more (got {self.num_workers})")
+        if not isinstance(self.compile, bool):
+            raise UsageError(f"compile must be true or false (got {self.compile!r})")
+        check_num_workers(self.num_workers)
         object.__setattr__(self, "metrics", tuple(m for m in METRIC_KEYS if m in metrics))
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings, recorded in every result."""
+    def to_dict(self, device_type: str | None = None) -> dict[str, Any]:
+        """JSON-ready settings, recorded in every result.
+
+        ``num_workers`` is recorded as the number of workers used: ``auto`` resolved for ``device_type``
+        (``cpu``, ``cuda``, ...; by default the type ``device`` resolves to here).
+        """
         document = asdict(self)
+        document["num_workers"] = resolve_num_workers(self.num_workers, device_type or _device_type(self.device))
         document["metrics"] = list(self.metrics)
         for key in ("reference_stats", "weights_override"):
             document[key] = None if document[key] is None else str(document[key])
@@ -92,6 +106,60 @@ def check_device(device: str) -> str:
     if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
         raise UsageError(f"device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+#: Data-loader workers on the CPU when ``num_workers`` is ``auto``: the models share the cores with them.
+CPU_WORKERS = 2
+#: The most workers ``auto`` starts on an accelerator (each holds a copy of the preprocessing and its batches).
+MAX_AUTO_WORKERS = 16
+
+
+def auto_num_workers(device_type: str, cores: int) -> int:
+    """Workers for ``num_workers="auto"``: on CUDA every available core but one for the main process (1 to
+    :data:`MAX_AUTO_WORKERS`), since decoding and resizing feed the GPU; elsewhere :data:`CPU_WORKERS`."""
+    if device_type != "cuda":
+        return CPU_WORKERS
+    return max(1, min(MAX_AUTO_WORKERS, cores - 1))
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask), or ``os.cpu_count()`` where there is no mask."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_num_workers(value: int | str) -> int | str:
+    """``value`` if it is ``"auto"`` or an integer of at least 0; a usage error otherwise."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise UsageError(f"number of data-loader workers must be auto or an integer of at least 0 (got {value!r})")
+
+
+def parse_num_workers(text: str) -> int | str:
+    """The ``--num-workers`` argument: ``auto`` or a whole number (``argparse`` type)."""
+    value = text.strip()
+    if value == "auto":
+        return value
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number of at least 0, got {text!r}")
+    return int(value)
+
+
+def resolve_num_workers(value: int | str, device_type: str) -> int:
+    """The number of workers ``value`` (``auto`` or a number) means on a device of type ``device_type``."""
+    check_num_workers(value)
+    return auto_num_workers(device_type, available_cores()) if value == "auto" else int(value)
+
+
+def _device_type(device: str) -> str:
+    """The type of device ``device`` resolves to here (``auto``: ``cuda`` when torch sees one, else ``cpu``)."""
+    if device != "auto":
+        return device.split(":", 1)[0]
+    import torch  # here, not at the top: the command line reads this module before it needs torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_seed(seed: int) -> int:

@@ -29,7 +29,7 @@ from emogen_bench.config import EvalConfig
 from emogen_bench.distributed import World
 from emogen_bench.errors import InvalidInputError, UsageError, WeightsError
 from emogen_bench.features import ARTIFACTS_BY_EXTRACTOR, build_extractors, check_artifacts
-from emogen_bench.features.base import FeatureExtractor
+from emogen_bench.features.base import FeatureExtractor, runtime_cache_key
 from emogen_bench.features.paper_code import is_paper_code
 from emogen_bench.metrics import MetricValue
 from emogen_bench.metrics.intervals import clip_values, wilson_interval
@@ -38,6 +38,7 @@ from emogen_bench.protocols import PAPER_CODE, Protocol, get_protocol
 from emogen_bench.protocols.base import Features, Selection
 from emogen_bench.reference_stats import ReferenceStats, build_hint, load_reference_stats
 from emogen_bench.results import EvaluationResult, environment
+from emogen_bench.runtime import Runtime, policy_state
 from emogen_bench.submission import ValidationReport, validate_submission
 from emogen_bench.task import EMOTION_NAMES, METRICS, PROTOCOL
 from emogen_bench.weights import WeightStore, open_store
@@ -110,6 +111,7 @@ def _pass(
             num_workers=config.num_workers,
             device=device,
             show_progress=config.show_progress,
+            compile=config.compile,
         )
         row_of = {item.relpath: row for row, item in enumerate(files)}
         for name in names:
@@ -428,6 +430,8 @@ def evaluate(
         _check_variants(extractors, protocol)
         used = {a: (d, e.info.smoke) for e in extractors.values() for a, d in e.info.artifacts.items()}
     cache.ensure_usable()  # before any model is built or the cache read: if unusable, one warning and no cache
+    device = str(resolve_device(config.device))
+    runtime = Runtime.for_device(device, compile=config.compile)
     identity = (
         _recorded_identity(cache, digests, protocol.name) if extractors is None
         else {n: e.info.cache_key for n, e in extractors.items()}
@@ -436,6 +440,7 @@ def evaluate(
     def values_key(identity: Mapping[str, str] | None) -> str | None:
         if identity is None or (reference is not None and reference.sha256 is None):
             return None  # models not built yet, or an unsaved reference with no identity to key on
+        computed_as = {name: runtime_cache_key(key, runtime.key_part()) for name, key in identity.items()}
         return metric_values_key(
             protocol=protocol.name,
             protocol_version=protocol.version,
@@ -445,7 +450,7 @@ def evaluate(
             submission_digest=report.digest,
             per_emotion=report.per_emotion,
             reference_sha256=None if reference is None else reference.sha256,
-            extractor_identity=identity,
+            extractor_identity=computed_as,
         )
 
     started = time.perf_counter()
@@ -453,7 +458,6 @@ def evaluate(
     cached_values = _cached_values(cache, key) if key is not None and on_features is None else None
     timings["metrics_cache_read"] = time.perf_counter() - started
 
-    device = str(resolve_device(config.device))
     if cached_values is not None:
         overall, per_emotion = cached_values  # stored clipped; the key holds the protocol version, so no older values
         counts = {name: {"computed": 0, "cached": len(files)} for files, group in protocol.pass_groups(selection)
@@ -502,7 +506,7 @@ def evaluate(
         artifacts=_artifacts(used, store, config.weights_override),
         seed=config.seed,
         config=config.to_dict(),
-        environment=environment(device),
+        environment={**environment(device), "runtime": runtime.to_dict(), "precision_settings": policy_state()},
         timings={k: round(v, 3) for k, v in timings.items()},
         features=counts,
         metrics_cached=cached_values is not None,
@@ -569,6 +573,7 @@ def fill_cache_for_rank(
                 share, {name: extractors[name] for name in share_names}, cache=cache,
                 batch_size=config.batch_size, num_workers=config.num_workers, device=device,
                 show_progress=config.show_progress and world.is_main, desc=f"rank {world.rank} of {world.size}",
+                compile=config.compile,
             )  # fmt: skip
             counts.update({name: dict(extraction.counts[name]) for name in share_names})
     return counts

@@ -14,8 +14,10 @@ The flow of :func:`extract`:
    ``task.METRICS.model_batch`` images, in canonical order, whatever the
    loader's batch size or worker count: every image is seen by the model at
    the same batch position in every run, so its features do not depend on
-   those settings.  Each model batch's features are written to the cache at
-   once, so an interrupted run resumes where it stopped.  The extractors whose
+   those settings.  Each model batch's features are handed at once to a
+   background thread that writes them to the cache (in order; the pass waits
+   for it on every way out, an error or Ctrl-C included), so an interrupted run
+   resumes where it stopped.  The extractors whose
    features are stored run first on each batch and LPIPS (never stored per
    image, and the slowest) last, so an interruption inside LPIPS loses no
    other extractor's features of the images read so far.
@@ -23,7 +25,9 @@ The flow of :func:`extract`:
    added, in canonical order, to one streaming :class:`PairwiseAccumulator`
    per emotion (group = index within the emotion modulo ``lpips_groups``),
    summarised as soon as the emotion's last image is added, and the small
-   summary is cached at once.
+   summary is cached at once.  On CUDA the rows stay on the device and the sums
+   are kept there (:class:`DeviceAccumulator`, equal to the CPU's within 1e-6
+   relative); elsewhere they are added on the CPU in float64.
 
 :func:`score_pairs` is the ``emogen-paper-code`` protocol's pair stage, run
 after the pass: only the images of the sampled pairs (a few hundred at most)
@@ -34,7 +38,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
+import os
+import queue
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,13 +56,16 @@ import torch
 from PIL import Image
 
 from emogen_bench.cache import FeatureCache
+from emogen_bench.config import check_num_workers, resolve_num_workers
 from emogen_bench.errors import BenchError, DataError, InvalidInputError, UsageError
 from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
+from emogen_bench.features.lpips_accumulator import DeviceAccumulator
 from emogen_bench.features.paper_code import double_rescaled_embeddings, lpips_unit_distance
 from emogen_bench.hashing import SHA256_HEX, sha256_bytes
 from emogen_bench.metrics.intervals import group_ids
 from emogen_bench.metrics.pairwise import PairwiseAccumulator, PairwiseSummary
 from emogen_bench.progress import progress
+from emogen_bench.runtime import Runtime, precision_policy
 from emogen_bench.safe_read import file_kind
 from emogen_bench.task import EMOTION_IDS, METRICS
 
@@ -114,7 +126,8 @@ class ExtractionResult:
     summary was cached).  ``decoded`` is the number of image files read.
     ``timings`` are seconds per stage: ``cache_read``, ``loader_wait`` (the
     main process waiting for decoded, preprocessed images), ``model.<name>``,
-    ``cache_write``, ``lpips_accumulate``, ``lpips_summary`` and ``total``.
+    ``cache_write`` (the main process handing writes to the writer thread, and
+    waiting for it at the end), ``lpips_accumulate``, ``lpips_summary`` and ``total``.
     """
 
     features: dict[str, dict[str, np.ndarray]]
@@ -191,11 +204,16 @@ class _Work:
 
 
 class _ImageDataset(torch.utils.data.Dataset):
-    """Decode each image once and apply each needed extractor's preprocessing to it."""
+    """Decode each image once and apply each distinct preprocessing needed to it once.
+
+    Extractors whose preprocessors are equal values (Sem-C's and EmoSet's resize and crop) share one
+    computation per image: both names receive the same tensor.
+    """
 
     def __init__(self, work: Sequence[_Work], preprocessors: Mapping[str, Callable[[np.ndarray], torch.Tensor]]):
         self.work = list(work)
         self.preprocessors = dict(preprocessors)
+        self.shared = _first_equal(self.preprocessors)
 
     def __len__(self) -> int:
         return len(self.work)
@@ -206,7 +224,29 @@ class _ImageDataset(torch.utils.data.Dataset):
             image = read_image(work.path, work.sha256, work.source)
         except BenchError as error:  # returned, not raised: the main process raises it with a clean message
             return work.position, error
-        return work.position, {name: self.preprocessors[name](image) for name in work.needs}
+        computed: dict[str, torch.Tensor] = {}
+        for name in work.needs:
+            first = self.shared[name]
+            if first not in computed:
+                computed[first] = self.preprocessors[first](image)
+        return work.position, {name: computed[self.shared[name]] for name in work.needs}
+
+
+def _first_equal(preprocessors: Mapping[str, Callable[[np.ndarray], torch.Tensor]]) -> dict[str, str]:
+    """Each name -> the first name (in the mapping's order) with the same preprocessing (see :func:`_same`)."""
+    shared: dict[str, str] = {}
+    firsts: list[str] = []
+    for name, preprocessor in preprocessors.items():
+        first = next((f for f in firsts if _same(preprocessors[f], preprocessor)), None)
+        if first is None:
+            firsts.append(name)
+        shared[name] = first or name
+    return shared
+
+
+def _same(one: Callable[[np.ndarray], torch.Tensor], other: Callable[[np.ndarray], torch.Tensor]) -> bool:
+    """One object, or equal values of one type (frozen dataclasses with equal settings compute the same)."""
+    return one is other or (type(one) is type(other) and bool(one == other))
 
 
 @dataclass
@@ -232,7 +272,13 @@ def _collate(samples: list[tuple[int, dict[str, torch.Tensor] | BenchError]]) ->
         for name, tensor in result.items():
             positions.setdefault(name, []).append(position)
             tensors.setdefault(name, []).append(tensor)
-    return _LoaderBatch({name: (positions[name], torch.stack(tensors[name])) for name in positions}, errors)
+    stacked: dict[tuple[int, ...], torch.Tensor] = {}  # names sharing one preprocessing share one stacked tensor,
+    for name, rows in tensors.items():  # which then crosses from the worker once
+        key = tuple(id(row) for row in rows)
+        if key not in stacked:
+            stacked[key] = torch.stack(rows)
+        tensors[name] = [stacked[key]]
+    return _LoaderBatch({name: (positions[name], tensors[name][0]) for name in positions}, errors)
 
 
 # --- bookkeeping ----------------------------------------------------------------------------------
@@ -321,28 +367,90 @@ def lpips_summary_key(info: ExtractorInfo, sha256s: Sequence[str], groups: int) 
     return "lpips-" + hashlib.sha256(json.dumps(document).encode()).hexdigest()
 
 
+class _CacheWriter:
+    """Cache writes (feature entries, LPIPS summaries) done in order by one background thread.
+
+    The main process hands each write over and goes on with the next batch; the bounded queue keeps at
+    most ``depth`` writes waiting, so a slow disk slows the pass down instead of piling features up in
+    memory.  An exception raised by a write is raised again, unchanged, in the main process at its next
+    hand-over or at :meth:`close`; the writes after it are skipped.  :meth:`close` waits until every
+    write handed over is done.  With ``threaded=False`` each write is done at once in the caller's thread.
+    """
+
+    def __init__(self, *, threaded: bool = True, depth: int = 8) -> None:
+        self.error: BaseException | None = None
+        self.reported = False
+        self.queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue(maxsize=depth)
+        self.thread: threading.Thread | None = None
+        if threaded:
+            self.thread = threading.Thread(target=self._drain, name="emogen-bench cache writer", daemon=True)
+            self.thread.start()
+
+    def submit(self, write: Callable[..., None], *args: Any) -> None:
+        """Do ``write(*args)`` after every write handed over before it (blocks while the queue is full)."""
+        self._raise()
+        if self.thread is None:
+            write(*args)
+        else:
+            self.queue.put((write, args))
+
+    def close(self, *, raise_error: bool = True) -> None:
+        """Wait for every write handed over; then raise a write's error unless ``raise_error`` is false."""
+        if self.thread is not None and self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        if raise_error:
+            self._raise()
+
+    def _drain(self) -> None:
+        while (job := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # a write failed: the rest are skipped, the main process raises the error
+            write, args = job
+            try:
+                write(*args)
+            except BaseException as error:  # noqa: BLE001 - handed to the main process, raised there
+                self.error = error
+
+    def _raise(self) -> None:
+        if self.error is not None and not self.reported:
+            self.reported = True
+            raise self.error
+
+
 class _LpipsReducer:
-    """Adds LPIPS rows, arriving in canonical order, to one accumulator per emotion; summarises each."""
+    """Adds LPIPS rows, arriving in canonical order, to one accumulator per emotion; summarises each.
+
+    With ``device`` (a CUDA device) the rows are tensors on it and are summed there
+    (:class:`DeviceAccumulator`); without, numpy rows go to a :class:`PairwiseAccumulator` on the CPU.
+    """
 
     def __init__(self, groups: int, keys: Mapping[str, str], positions: Mapping[str, list[int]],
-                 cache: FeatureCache, clock: _Stopwatch) -> None:
-        self.groups, self.keys, self.cache, self.clock = groups, keys, cache, clock
+                 writer: _CacheWriter, cache: FeatureCache, clock: _Stopwatch,
+                 device: torch.device | None = None) -> None:
+        self.groups, self.keys, self.writer, self.cache, self.clock = groups, keys, writer, cache, clock
+        self.device = device
         self.starts = {emotion: found[0] for emotion, found in positions.items()}
         self.remaining = {emotion: len(found) for emotion, found in positions.items()}
         self.group_of = {emotion: group_ids(len(found), groups) for emotion, found in positions.items()}
         self.summaries: dict[str, PairwiseSummary] = {}
         self.emotion: str | None = None
-        self.accumulator: PairwiseAccumulator | None = None
+        self.accumulator: PairwiseAccumulator | DeviceAccumulator | None = None
 
-    def add(self, emotion: str, positions: Sequence[int], rows: np.ndarray) -> None:
+    def add(self, emotion: str, positions: Sequence[int], rows: np.ndarray | torch.Tensor) -> None:
         """Add the rows of consecutive canonical ``positions``, all of ``emotion``."""
         if emotion != self.emotion:
             self.finish()
-            self.emotion, self.accumulator = emotion, PairwiseAccumulator(rows[0].size, self.groups)
+            dim = int(np.prod(tuple(rows.shape[1:])))
+            self.emotion = emotion
+            self.accumulator = (
+                PairwiseAccumulator(dim, self.groups) if self.device is None
+                else DeviceAccumulator(dim, self.groups, self.device)
+            )  # fmt: skip
         assert self.accumulator is not None
         indices = np.asarray(positions) - self.starts[emotion]
         with self.clock("lpips_accumulate"):
-            self.accumulator.add(rows.reshape(len(rows), -1), self.group_of[emotion][indices])
+            self.accumulator.add(rows.reshape(len(rows), -1), self.group_of[emotion][indices])  # type: ignore[arg-type]
         self.remaining[emotion] -= len(positions)
         if self.remaining[emotion] == 0:  # the emotion is complete: its summary is stored now, not at the next one
             self.finish()
@@ -354,7 +462,7 @@ class _LpipsReducer:
         with self.clock("lpips_summary"):
             summary = self.accumulator.summary()
         with self.clock("cache_write"):
-            self.cache.put_summary(self.keys[self.emotion], summary.to_dict())
+            self.writer.submit(self.cache.put_summary, self.keys[self.emotion], summary.to_dict())
         self.summaries[self.emotion] = summary
         self.emotion, self.accumulator = None, None
 
@@ -368,6 +476,93 @@ def cached_summary(document: Any, groups: int, n: int) -> PairwiseSummary | None
     return summary if summary.groups == groups and summary.n == n else None
 
 
+# --- shared memory -------------------------------------------------------------------------------
+
+#: Where data-loader workers put the tensors they hand to the main process (Linux; Docker gives 64 MB).
+SHARED_MEMORY = Path("/dev/shm")
+#: Loader batches each worker prepares ahead (passed to the DataLoader, so the bound below is its own).
+PREFETCH_FACTOR = 2
+#: Loader batches held in shared memory besides those prepared ahead: the one the main process is
+#: regrouping and the remainder of the previous one waiting for a full model batch.
+HELD_BATCHES = 2
+
+
+def _size(count: float) -> str:
+    """``count`` bytes in MiB, for messages."""
+    return f"{count / 2**20:.1f} MiB"
+
+
+def fit_shared_memory(batch_size: int, workers: int, bytes_per_image: int, free_bytes: int, *,
+                      auto_workers: bool = False, prefetch_factor: int = PREFETCH_FACTOR,
+                      where: str = str(SHARED_MEMORY)) -> tuple[int, int]:
+    """The loader batch size and worker count whose batches in flight fit in ``free_bytes`` of shared memory.
+
+    In flight: ``(workers * prefetch_factor + HELD_BATCHES) * batch * bytes_per_image``.  The batch size is
+    lowered until that fits; when not even one image per batch fits, ``auto_workers`` (the count was not
+    chosen by the user) lowers the workers instead, and otherwise it is a :class:`UsageError` naming
+    ``where``, its free space and the two ways out.  Never changes a result (model batches are regrouped).
+    """
+    slots = workers * prefetch_factor + HELD_BATCHES
+    if bytes_per_image <= 0 or workers == 0:
+        return batch_size, workers
+    fits = free_bytes // (slots * bytes_per_image)
+    if fits >= 1:
+        return min(batch_size, fits), workers
+    fewer = (free_bytes // bytes_per_image - HELD_BATCHES) // prefetch_factor
+    if auto_workers and fewer >= 1:
+        batch = free_bytes // ((fewer * prefetch_factor + HELD_BATCHES) * bytes_per_image)
+        return min(batch_size, batch), fewer
+    raise UsageError(
+        f"{where} has {_size(free_bytes)} free, but {workers} data-loader worker(s) need "
+        f"{_size(slots * bytes_per_image)} of it even with one image per batch ({slots} batches in flight x "
+        f"{_size(bytes_per_image)} per image): use --num-workers 0 (images decoded in the main process, no shared "
+        "memory), or give the container more shared memory (docker run --shm-size=2g ...)"
+    )
+
+
+def _payload_bytes(sample: Any) -> int:
+    """Bytes of the tensors and arrays in one dataset sample (what a worker hands over per image)."""
+    if isinstance(sample, torch.Tensor):
+        return sample.numel() * sample.element_size()
+    if isinstance(sample, np.ndarray):
+        return int(sample.nbytes)
+    if isinstance(sample, Mapping):
+        return sum(_payload_bytes(value) for value in sample.values())
+    if isinstance(sample, (list, tuple)):
+        return sum(_payload_bytes(value) for value in sample)
+    return 0
+
+
+def _fit_loader(dataset: _ImageDataset, batch_size: int, workers: int, auto_workers: bool,
+                ) -> tuple[int, int, tuple[int, Any] | None]:
+    """Check the loader's shared-memory use against the free space of :data:`SHARED_MEMORY`.
+
+    The first image is decoded and preprocessed here to measure it; it is returned (to be used, not read
+    again).  Lowered settings are said once on stderr.  Nothing is done without workers or without the folder.
+    """
+    if workers == 0 or len(dataset) == 0:
+        return batch_size, workers, None
+    try:
+        stats = os.statvfs(SHARED_MEMORY)
+    except OSError:  # not Linux: torch shares tensors another way
+        return batch_size, workers, None
+    free = stats.f_bavail * stats.f_frsize
+    first = dataset[0]
+    if isinstance(first[1], BenchError):
+        raise first[1]
+    per_image = _payload_bytes(first[1])
+    fitted = fit_shared_memory(batch_size, workers, per_image, free, auto_workers=auto_workers)
+    if fitted != (batch_size, workers):
+        print(
+            f"emogen-bench: warning: {SHARED_MEMORY} has {_size(free)} free, too little for {workers} data-loader "
+            f"workers with {batch_size} images per batch ({_size(per_image)} per image); using {fitted[1]} "
+            f"workers with {fitted[0]} images per batch (results are the same; docker run --shm-size=2g gives "
+            "more room)",
+            file=sys.stderr,
+        )
+    return fitted[0], fitted[1], first
+
+
 # --- the pass -------------------------------------------------------------------------------------
 
 
@@ -377,11 +572,13 @@ def extract(
     *,
     cache: FeatureCache,
     batch_size: int = 32,
-    num_workers: int = 0,
+    num_workers: int | str = 0,
     device: str | torch.device = "auto",
     show_progress: bool = True,
     lpips_groups: int = METRICS.jackknife_groups,
     desc: str = "extracting features",
+    background_writes: bool = True,
+    compile: bool = False,
 ) -> ExtractionResult:
     """Run every extractor once on every image that the cache does not already cover.
 
@@ -391,11 +588,16 @@ def extract(
     :class:`DataError` (EmoSet) or :class:`InvalidInputError` (a submission's
     image; see :func:`read_image`) naming a file that is missing, changed since
     it was listed, or not decodable; features computed before the error stay cached.
+    ``num_workers`` may be ``"auto"`` (:func:`emogen_bench.config.resolve_num_workers`); with workers, the
+    loader batch is lowered when its tensors would not fit in ``/dev/shm`` (:func:`fit_shared_memory`).
+    ``background_writes=False`` writes the cache in the calling thread (same entries, same results).
+    The models run under the protocol's precision policy (:func:`emogen_bench.runtime.precision_policy`) and,
+    with ``compile``, through ``torch.compile``; both, with the device type, are part of the feature-cache keys
+    (each extractor is used through a copy carrying its :class:`~emogen_bench.runtime.Runtime`).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch size must be a positive integer (got {batch_size!r})")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise UsageError(f"number of data-loader workers must be 0 or more (got {num_workers!r})")
+    check_num_workers(num_workers)
     clock = _Stopwatch()
     started = time.perf_counter()
     given = list(items)
@@ -404,7 +606,47 @@ def extract(
     inverse = np.empty(len(given), dtype=np.int64)
     inverse[order] = np.arange(len(given))
     target = resolve_device(device)
+    workers = resolve_num_workers(num_workers, target.type)
+    runtime = Runtime.for_device(target, compile=compile)
+    extractors = {name: extractor.for_runtime(runtime) for name, extractor in extractors.items()}
+    writer = _CacheWriter(threaded=background_writes)
+    try:
+        with precision_policy(target):
+            result = _extract(canon, extractors, cache, writer, clock, target, batch_size=batch_size,
+                              workers=workers, auto_workers=num_workers == "auto", show_progress=show_progress,
+                              lpips_groups=lpips_groups, desc=desc)  # fmt: skip
+    except BaseException:
+        writer.close(raise_error=False)  # what was computed before the error is written before it is raised
+        raise
+    with clock("cache_write"):
+        writer.close()
+    tables, lpips, counts, decoded = result
+    clock.seconds["total"] = time.perf_counter() - started
+    return ExtractionResult(
+        features={name: table.in_order(inverse) for name, table in tables.items()},
+        lpips=dict(sorted(lpips.summaries.items(), key=lambda kv: EMOTION_IDS[kv[0]])) if lpips else {},
+        timings=clock.seconds,
+        counts=counts,
+        decoded=decoded,
+    )
 
+
+def _extract(
+    canon: Sequence[ImageItem],
+    extractors: Mapping[str, FeatureExtractor],
+    cache: FeatureCache,
+    writer: _CacheWriter,
+    clock: _Stopwatch,
+    target: torch.device,
+    *,
+    batch_size: int,
+    workers: int,
+    auto_workers: bool,
+    show_progress: bool,
+    lpips_groups: int,
+    desc: str,
+) -> tuple[dict[str, _FeatureTable], _LpipsReducer | None, dict[str, dict[str, int]], int]:
+    """The pass of :func:`extract` over the canonically ordered items, its cache writes handed to ``writer``."""
     positions_of: dict[str, list[int]] = {}
     for position, item in enumerate(canon):
         positions_of.setdefault(item.sha256, []).append(position)
@@ -422,9 +664,11 @@ def extract(
             if sha not in hits:
                 needs.setdefault(positions[0], []).append(name)
 
+    lpips_on_device = target.type == "cuda"  # float64 sums there; MPS has no float64, so it sums on the CPU
     lpips: _LpipsReducer | None = None
     if LPIPS in extractors:
-        lpips = _plan_lpips(canon, extractors[LPIPS].info, lpips_groups, cache, clock, needs, counts[LPIPS])
+        lpips = _plan_lpips(canon, extractors[LPIPS].info, lpips_groups, cache, writer, clock, needs,
+                            counts[LPIPS], target if lpips_on_device else None)  # fmt: skip
 
     work = [
         _Work(position, canon[position].path, canon[position].sha256, tuple(sorted(needs[position])),
@@ -436,9 +680,11 @@ def extract(
         for name in used:
             extractors[name].to(target)
         dataset = _ImageDataset(work, {name: extractors[name].preprocessor for name in used})
+        batch_size, workers, first = _fit_loader(dataset, batch_size, workers, auto_workers)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate,
-            pin_memory=target.type == "cuda",
+            dataset if first is None else torch.utils.data.Subset(dataset, range(1, len(dataset))),
+            batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+            pin_memory=target.type == "cuda", prefetch_factor=PREFETCH_FACTOR if workers else None,
         )
         pending = {name: _Pending() for name in used}
 
@@ -448,8 +694,9 @@ def extract(
                 return
             positions, inputs = taken
             extractor = extractors[name]
+            on_device = name == LPIPS and lpips_on_device
             with clock(f"model.{name}"):
-                outputs = extractor(inputs)
+                outputs = extractor(inputs, as_tensors=True) if on_device else extractor(inputs)
             check_outputs(extractor.info, outputs, len(positions))
             counts[name]["computed"] += len(positions)
             if name == LPIPS:
@@ -465,11 +712,13 @@ def extract(
             for sha, row_outputs in rows.items():
                 tables[name].fill(positions_of[sha], row_outputs)
             with clock("cache_write"):
-                cache.put_many(extractor.info, rows)
+                writer.submit(cache.put_many, extractor.info, rows)
 
-        batches: Iterator[_LoaderBatch] | None = iter(loader)
+        head = [] if first is None else [_collate([first])]
+        total = len(loader) + len(head)
+        batches: Iterator[_LoaderBatch] | None = itertools.chain(head, loader)
         try:
-            for _ in progress(range(len(loader)), desc=desc, total=len(loader), enabled=show_progress, unit="batch"):
+            for _ in progress(range(total), desc=desc, total=total, enabled=show_progress, unit="batch"):
                 with clock("loader_wait"):
                     batch = next(batches)  # type: ignore[arg-type]
                 if batch.errors:
@@ -484,15 +733,7 @@ def extract(
             run(name, final=True)
     if lpips is not None:
         lpips.finish()
-
-    clock.seconds["total"] = time.perf_counter() - started
-    return ExtractionResult(
-        features={name: table.in_order(inverse) for name, table in tables.items()},
-        lpips=dict(sorted(lpips.summaries.items(), key=lambda kv: EMOTION_IDS[kv[0]])) if lpips else {},
-        timings=clock.seconds,
-        counts=counts,
-        decoded=len(work),
-    )
+    return tables, lpips, counts, len(work)
 
 
 def run_order(names: Iterable[str], extractors: Mapping[str, FeatureExtractor]) -> list[str]:
@@ -510,9 +751,11 @@ def _plan_lpips(
     info: ExtractorInfo,
     groups: int,
     cache: FeatureCache,
+    writer: _CacheWriter,
     clock: _Stopwatch,
     needs: dict[int, list[str]],
     counts: dict[str, int],
+    device: torch.device | None = None,
 ) -> _LpipsReducer:
     """Take cached per-emotion LPIPS summaries; mark every image of the other emotions as needing LPIPS."""
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 2:
@@ -521,7 +764,7 @@ def _plan_lpips(
     for position, item in enumerate(canon):
         by_emotion.setdefault(item.emotion, []).append(position)
     keys = {e: lpips_summary_key(info, [canon[p].sha256 for p in ps], groups) for e, ps in by_emotion.items()}
-    reducer = _LpipsReducer(groups, keys, by_emotion, cache, clock)
+    reducer = _LpipsReducer(groups, keys, by_emotion, writer, cache, clock, device)
     for emotion, positions in by_emotion.items():
         with clock("cache_read"):
             cached = cached_summary(cache.get_summary(keys[emotion]), groups, len(positions))

@@ -49,6 +49,11 @@ def _extractor(snapshot: Path, processor=None) -> ClipExtractor:  # type: ignore
     return ClipExtractor(load_clip_vision(snapshot), processor, _head(), ARTIFACTS)
 
 
+def _seen(extractor: ClipExtractor, image: np.ndarray) -> torch.Tensor:
+    """The pixels the model reads for one image: the uint8 stage from the workers, then the float stage."""
+    return extractor.model_input(extractor.preprocess(image)[None])[0]
+
+
 def _images(seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(300, 400, 3), (224, 224, 3), (513, 260, 3)]]
@@ -60,7 +65,8 @@ def test_preprocess_is_the_pil_processor_called_once_on_uint8(snapshot: Path, vi
     peer = ckpt.pil_clip_processor(VIT_L14_PREPROCESSOR)  # transformers' own PIL pipeline (4.x's only one)
     for image in _images():
         expected = peer(images=image, return_tensors="pt")["pixel_values"][0]
-        got = extractor.preprocess(image)
+        assert extractor.preprocess(image).dtype == torch.uint8
+        got = _seen(extractor, image)
         assert got.shape == (3, 224, 224) and got.dtype == torch.float32
         assert torch.equal(got, expected)
         assert not torch.allclose(got, double_rescaled(vit_l14_processor, image), atol=0.1)
@@ -84,7 +90,7 @@ def test_a_uniform_image_is_rescaled_exactly_once(snapshot: Path, vit_l14_proces
     std = np.array(VIT_L14_PREPROCESSOR["image_std"])
     once = (colour / 255.0 - mean) / std  # computed here, independently of transformers
     twice = (colour / 255.0 / 255.0 - mean) / std  # the released code's double rescale
-    got = _extractor(snapshot, vit_l14_processor).preprocess(image).numpy()
+    got = _seen(_extractor(snapshot, vit_l14_processor), image).numpy()
     np.testing.assert_allclose(got, np.broadcast_to(once[:, None, None], got.shape), atol=1e-5)
     bug = double_rescaled(vit_l14_processor, image).numpy()
     np.testing.assert_allclose(bug, np.broadcast_to(twice[:, None, None], bug.shape), atol=1e-5)
@@ -97,7 +103,8 @@ def test_outputs_equal_direct_calls_of_the_full_clip_model_and_head(snapshot: Pa
     full = ckpt.tiny_clip_model(seed=1)  # the same weights as the snapshot, as a full CLIPModel
     # in the extractor's fixed batches of 16: the same float32 modules on the same input, so bit for bit
     expected = run_fixed_batches(
-        lambda b: {"embedding": full.visual_projection(full.vision_model(pixel_values=b).pooler_output)}, batch
+        lambda b: {"embedding": full.visual_projection(full.vision_model(pixel_values=b).pooler_output)},
+        extractor.model_input(batch),
     )["embedding"]  # fmt: skip
     assert np.array_equal(out["embedding"], expected)
     head = _head()

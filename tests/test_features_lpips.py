@@ -42,10 +42,16 @@ def _im2tensor(image: np.ndarray) -> torch.Tensor:
     return lpips.im2tensor(image)[0]  # the lpips package's own [-1, 1] scaling
 
 
+def _seen(extractor: LpipsExtractor, image: np.ndarray) -> torch.Tensor:
+    """What the network reads for one image: the uint8 square from the workers, scaled in forward."""
+    return extractor.model_input(extractor.preprocess(image)[None])[0]
+
+
 def test_a_512_square_image_is_untouched(model: lpips.LPIPS) -> None:
     extractor = LpipsExtractor(model, ARTIFACTS)
     image = _random((512, 512), 0)
-    got = extractor.preprocess(image)
+    assert extractor.preprocess(image).dtype == torch.uint8
+    got = _seen(extractor, image)
     assert got.shape == (3, 512, 512) and got.dtype == torch.float32
     assert torch.equal(got, _im2tensor(image))
 
@@ -53,18 +59,18 @@ def test_a_512_square_image_is_untouched(model: lpips.LPIPS) -> None:
 def test_an_image_with_a_512_shorter_side_is_only_cropped(model: lpips.LPIPS) -> None:
     extractor = LpipsExtractor(model, ARTIFACTS)
     wide, tall = _random((512, 700), 1), _random((800, 512), 2)
-    assert torch.equal(extractor.preprocess(wide), _im2tensor(wide[:, 94:606]))
-    assert torch.equal(extractor.preprocess(tall), _im2tensor(tall[144:656]))
+    assert torch.equal(_seen(extractor, wide), _im2tensor(wide[:, 94:606]))
+    assert torch.equal(_seen(extractor, tall), _im2tensor(tall[144:656]))
 
 
 def test_larger_and_smaller_images_are_resized_with_pil_bicubic(model: lpips.LPIPS) -> None:
     extractor = LpipsExtractor(model, ARTIFACTS)
     large = _random((1024, 1024), 3)
     resized = np.asarray(Image.fromarray(large).resize((512, 512), Image.Resampling.BICUBIC))
-    assert torch.equal(extractor.preprocess(large), _im2tensor(resized))
+    assert torch.equal(_seen(extractor, large), _im2tensor(resized))
     small = _random((256, 384), 4)  # shorter side 256 -> 512, longer 384 -> 768, crop 128 off each side
     resized = np.asarray(Image.fromarray(small).resize((768, 512), Image.Resampling.BICUBIC))
-    assert torch.equal(extractor.preprocess(small), _im2tensor(resized[:, 128:640]))
+    assert torch.equal(_seen(extractor, small), _im2tensor(resized[:, 128:640]))
 
 
 def test_phi_distances_equal_lpips_over_all_pairs(model: lpips.LPIPS) -> None:
@@ -73,8 +79,9 @@ def test_phi_distances_equal_lpips_over_all_pairs(model: lpips.LPIPS) -> None:
     images = [_random(shape, 10 + i) for i, shape in enumerate(shapes)]
     noise = np.random.default_rng(9).normal(0.0, 4.0, images[0].shape)
     images.append(np.clip(images[0] + noise, 0, 255).astype(np.uint8))  # a near copy: a small distance
-    batch = torch.stack([extractor.preprocess(image) for image in images])
-    phi = extractor(batch)["phi"].astype(np.float64)
+    pixels = torch.stack([extractor.preprocess(image) for image in images])
+    batch = extractor.model_input(pixels)
+    phi = extractor(pixels)["phi"].astype(np.float64)
     assert phi.shape == (len(images), phi_dim(512)) and extractor.info.outputs == {"phi": (phi_dim(512),)}
     pairs = list(itertools.combinations(range(len(images)), 2))
     both = torch.stack([torch.stack([batch[i], batch[j]]) for i, j in pairs])

@@ -58,24 +58,28 @@ def test_preprocess_is_the_released_codes_transform(build, mean, std) -> None:  
     extractor = build()
     reference = _released_code_transform(mean, std)
     for image in _images():
-        got = extractor.preprocess(image)
-        assert got.shape == (3, 224, 224) and got.dtype == torch.float32
+        pixels = extractor.preprocess(image)  # uint8 from the workers; the float stage runs in forward
+        assert pixels.shape == (3, 224, 224) and pixels.dtype == torch.uint8
+        got = extractor.model_input(pixels[None])[0]
+        assert got.dtype == torch.float32
         assert torch.equal(got, reference(Image.fromarray(image)))
     # a 256x256 image is only centre-cropped: check against plain numpy arithmetic
     square = _images(1)[0]
     crop = square[16:240, 16:240].astype(np.float64) / 255.0
     expected = ((crop - np.array(mean)) / np.array(std)).transpose(2, 0, 1)
-    np.testing.assert_allclose(extractor.preprocess(square).numpy(), expected, atol=1e-6)
+    got = extractor.model_input(extractor.preprocess(square)[None])[0]
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-6)
 
 
 def test_semantic_outputs_are_softmax_of_direct_calls() -> None:
     extractor = _semantic()
     batch = torch.stack([extractor.preprocess(image) for image in _images(2)])
     out = extractor(batch)
+    inputs = extractor.model_input(batch)
     for prefix, model in (("imagenet", extractor.imagenet_model), ("places", extractor.places_model)):
         # in the extractor's fixed batches of 16: the same float32 model on the same input, so the logits are the
         # extractor's bit for bit on any CPU, and only its float32 softmax differs from this float64 one
-        logits = run_fixed_batches(lambda b: {"logits": model(b)}, batch)["logits"].astype(np.float64)
+        logits = run_fixed_batches(lambda b: {"logits": model(b)}, inputs)["logits"].astype(np.float64)
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         tol = softmax_bound(probabilities, U32) + softmax_bound(probabilities, EPS64)
@@ -94,7 +98,7 @@ def test_emoset_outputs_are_the_model_logits() -> None:
     extractor = _emoset()
     batch = torch.stack([extractor.preprocess(image) for image in _images(3)])
     # in the extractor's fixed batches of 16: the same float32 model on the same input, bit for bit on any CPU
-    expected = run_fixed_batches(lambda b: {"logits": extractor.model(b)}, batch)["logits"]
+    expected = run_fixed_batches(lambda b: {"logits": extractor.model(b)}, extractor.model_input(batch))["logits"]
     out = extractor(batch)
     assert out["logits"].shape == (batch.shape[0], 8) and extractor.info.outputs == {"logits": (8,)}
     assert np.array_equal(out["logits"], expected)

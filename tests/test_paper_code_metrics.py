@@ -226,7 +226,7 @@ def test_double_rescale_shows_clip_a_nearly_constant_image() -> None:
     clip = tiny_extractors(["clip"])["clip"]
     processor = clip.pixel_settings
     image = _random_image((40, 48), 8)
-    once = ClipPreprocess(processor)(image)  # the pixels of the uint8 image
+    once = clip.model_input(ClipPreprocess(processor)(image)[None])[0]  # the pixels of the uint8 image
     twice = double_rescaled(processor, image)  # the processor's pipeline on the [0, 1] float image
     mean = torch.tensor(processor.image_mean).view(3, 1, 1)
     std = torch.tensor(processor.image_std).view(3, 1, 1)

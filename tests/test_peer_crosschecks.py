@@ -491,9 +491,9 @@ def lpips_observations() -> list[Observation]:
         images = [rng.integers(0, 256, (LPIPS_SIZE, LPIPS_SIZE, 3), dtype=np.uint8) for _ in range(count - 1)]
         noise = rng.normal(0.0, 6.0, images[0].shape)
         images.append(np.clip(images[0] + noise, 0, 255).astype(np.uint8))  # a near copy: a small distance
-        ours = torch.stack([extractor.preprocess(image) for image in images])
+        ours = torch.stack([extractor.preprocess(image) for image in images])  # uint8, scaled in forward
         theirs = torch.cat([lpips.im2tensor(image) for image in images])  # the package's own [-1, 1] scaling
-        assert torch.equal(ours, theirs)  # premise: an image of the protocol size is only rescaled
+        assert torch.equal(extractor.model_input(ours), theirs)  # premise: a protocol-size image is only rescaled
         accumulator = PairwiseAccumulator(extractor.info.outputs["phi"][0], groups)
         accumulator.add(extractor(ours)["phi"], group_ids(count, groups))
         summaries[emotion] = accumulator.summary()

@@ -78,8 +78,13 @@ def defer_arguments(parser: argparse.ArgumentParser, build: ArgumentsBuilder) ->
         build(parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, every subcommand registered."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every subcommand registered, or, when ``argv`` (the arguments it is built to parse)
+    names one of the benchmark's own commands, only those.
+
+    The plugins' commands (:func:`plugin_commands`) cannot take part in parsing a built-in command's arguments, so
+    their modules (``leaderboard``, ``reference``, ``baselines``) are then not imported.
+    """
     from emogen_bench.cli import cache, data, demo, evaluate, reference_stats, report, validate, weights
 
     parser = CommandParser(
@@ -93,9 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (demo, validate, evaluate, report, reference_stats, data, weights, cache):
         module.register(subparsers)
-    for register in plugin_commands():
-        register(subparsers)
+    if _command_name(argv) not in subparsers.choices:
+        for register in plugin_commands():
+            register(subparsers)
     return parser
+
+
+def _command_name(argv: Sequence[str] | None) -> str | None:
+    """The subcommand ``argv`` names: its first argument that is not an option (the top-level options, ``--help``
+    and ``--version``, take no value); None without one, or without ``argv``."""
+    return next((argument for argument in argv or () if not argument.startswith("-")), None)
 
 
 def plugin_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
@@ -114,8 +126,17 @@ def plugin_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
-    parser = build_parser()
+    """Entry point of the console script; returns the process exit code.
+
+    Run as the program (``argv`` None: the arguments are the process's own), it first tunes glibc's allocator for
+    this process (:mod:`emogen_bench.cli.malloc`); called with an argument list (a test, another program), it
+    leaves the host process's allocator alone.
+    """
+    if argv is None:
+        from emogen_bench.cli.malloc import tune_malloc
+
+        tune_malloc()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:

@@ -9,7 +9,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from emogen_bench.cli.common import add_quiet_flag, add_weights_override
-from emogen_bench.config import OUTPUT_FORMATS, EvalConfig, parse_metrics
+from emogen_bench.config import (
+    CPU_WORKERS,
+    MAX_AUTO_WORKERS,
+    OUTPUT_FORMATS,
+    EvalConfig,
+    parse_metrics,
+    parse_num_workers,
+)
 from emogen_bench.errors import ExitCode, UsageError
 from emogen_bench.fileio import check_output_file
 from emogen_bench.paths import bench_home
@@ -95,10 +102,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"images decoded per batch (default {DEFAULTS.batch_size}); never changes a result",
     )
     parser.add_argument(
+        "--num-workers",
         "--workers",
-        type=int,
+        dest="workers",
+        type=parse_num_workers,
         default=DEFAULTS.num_workers,
-        help=f"data-loader worker processes (default {DEFAULTS.num_workers})",
+        metavar="auto|N",
+        help=f"data-loader worker processes (default {DEFAULTS.num_workers}: on CUDA the available cores but one, "
+        f"{MAX_AUTO_WORKERS} at most; on the CPU {CPU_WORKERS}); 0 decodes in the main process; fewer images per "
+        "loader batch when /dev/shm is too small for them (docs/evaluate.md); never changes a result",
     )
     parser.add_argument(
         "--seed",
@@ -108,6 +120,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="table", help="what to print (default table)")
     parser.add_argument("--no-cache", action="store_true", help="compute every feature again and cache nothing")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=DEFAULTS.compile,
+        help="torch.compile every model (inductor; seconds of compiling per model, faster forwards); features "
+        "differ from eager ones in their last bits, so the results and the cache record it",
+    )
     add_weights_override(parser)
     add_quiet_flag(parser)
     parser.set_defaults(handler=run)
@@ -155,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         protocol=args.protocol,
         pairs=args.pairs,
+        compile=args.compile,
     )
     if config.reference_stats is None and args.metrics.strip() != "all" and {"fid", "kid"} & set(config.metrics):
         from emogen_bench.evaluate import reference_needed

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from emogen_bench.cli.common import add_json_flag, add_quiet_flag, add_weights_override, print_json
-from emogen_bench.config import EvalConfig, check_device, check_seed
+from emogen_bench.config import EvalConfig, check_device, check_seed, parse_num_workers
 from emogen_bench.errors import ExitCode
 from emogen_bench.fileio import check_output_file
 from emogen_bench.protocols import PAPER_CODE, PROTOCOLS
@@ -55,8 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"auto, cpu, cuda, cuda:1, ... (default {DEFAULTS.device})")
     build.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
                        help=f"images decoded per batch (default {DEFAULTS.batch_size}); never changes a result")
-    build.add_argument("--workers", type=int, default=DEFAULTS.num_workers,
-                       help=f"data-loader worker processes (default {DEFAULTS.num_workers})")
+    build.add_argument("--workers", "--num-workers", type=parse_num_workers, default=DEFAULTS.num_workers,
+                       help=f"data-loader worker processes, or auto (default {DEFAULTS.num_workers}: the cores "
+                            "but one on CUDA, 2 on the CPU)")
     build.add_argument("--seed", type=int, default=DEFAULT_SEED,
                        help=f"seed of the KID reference sample (default {DEFAULT_SEED})")
     build.add_argument("--no-cache", action="store_true", help="compute every feature again and cache nothing")

@@ -17,12 +17,16 @@ import itertools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from emogen_bench.task import METRICS
+
+if TYPE_CHECKING:
+    from emogen_bench.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,12 @@ class ExtractorInfo:
     loaded (``ResolvedArtifact.digest``; tiny test models use a digest of their
     seed and configuration).  ``preprocess_version`` changes whenever the
     preprocessing changes.  ``cacheable`` is false for outputs too large to keep
-    per image (LPIPS' spatial features).
+    per image (LPIPS' spatial features).  ``runtime`` is how the features are
+    computed (:class:`emogen_bench.runtime.Runtime`: device type, precision
+    policy, compile backend); :func:`emogen_bench.pipeline.extract` sets it on its
+    own copy, so features computed on another device or by a compiled model get
+    other cache keys.  Without it (``{}``) the key is the extractor's identity
+    alone, the one reference statistics record.
     """
 
     name: str
@@ -43,6 +52,7 @@ class ExtractorInfo:
     artifacts: Mapping[str, str] = field(default_factory=dict)
     cacheable: bool = True
     smoke: bool = False
+    runtime: Mapping[str, str | None] = field(default_factory=dict)
 
     @property
     def cache_key(self) -> str:
@@ -54,7 +64,17 @@ class ExtractorInfo:
             "artifacts": dict(sorted(self.artifacts.items())),
             "model_batch": METRICS.model_batch,
         }
-        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:20]
+        identity = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:20]
+        return runtime_cache_key(identity, self.runtime) if self.runtime else identity
+
+
+def runtime_cache_key(identity: str, runtime: Mapping[str, str | None]) -> str:
+    """The feature-cache key of an extractor whose identity key is ``identity``, run under ``runtime`` (a
+    :meth:`~emogen_bench.runtime.Runtime.key_part`: empty for the CPU reference runtime, which keeps ``identity``)."""
+    if not runtime:
+        return identity
+    document = {"extractor": identity, "runtime": dict(sorted(runtime.items()))}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:20]
 
 
 class FeatureExtractor(ABC):
@@ -91,18 +111,77 @@ class FeatureExtractor(ABC):
                 value.to(device)
         return self
 
+    def for_runtime(self, runtime: Runtime) -> FeatureExtractor:
+        """This extractor seen under ``runtime`` (:class:`RuntimeView`): same modules, state and preprocessing,
+        an ``info`` carrying the runtime, and the ``forward`` compiled when ``runtime.compile`` names a backend.
+        The extractor itself is left as it was."""
+        return RuntimeView(self.base if isinstance(self, RuntimeView) else self, runtime)
+
     @torch.no_grad()
-    def __call__(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
-        """Run ``forward`` in fixed-size batches and return float32/int64 numpy arrays on the CPU."""
-        return run_fixed_batches(self.forward, batch)
+    def __call__(
+        self, batch: torch.Tensor, *, as_tensors: bool = False
+    ) -> dict[str, np.ndarray] | dict[str, torch.Tensor]:
+        """Run ``forward`` in fixed-size batches; float32/int64 numpy arrays on the CPU, or with ``as_tensors``
+        the tensors where ``forward`` left them (on the device: nothing copied back, nothing waited for)."""
+        return run_fixed_batches(self.forward, batch, as_tensors=as_tensors)
+
+
+class RuntimeView(FeatureExtractor):
+    """An extractor under a runtime: its own ``info`` (with ``runtime`` set), everything else the base's.
+
+    With ``runtime.compile`` the whole ``forward`` goes through ``torch.compile`` (fixed shapes: the model batch
+    never changes), so the arithmetic between modules (LPIPS' normalisation and scaling, CLIP's projection) is
+    fused too.  Attributes it does not define are the base's (``lpips_model`` for the pair stage, counters).
+    """
+
+    def __init__(self, base: FeatureExtractor, runtime: Runtime) -> None:
+        self.base = base
+        self.info = replace(base.info, runtime=runtime.key_part())
+        self.compiled = (
+            None if runtime.compile is None else torch.compile(base.forward, backend=runtime.compile, dynamic=False)
+        )
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        return self.base.preprocess(image)
+
+    @property
+    def preprocessor(self) -> Callable[[np.ndarray], torch.Tensor]:
+        return self.base.preprocessor
+
+    def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return (self.compiled or self.base.forward)(batch)
+
+    def to(self, device: torch.device | str) -> FeatureExtractor:
+        self.base.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, batch: torch.Tensor, **options: bool) -> dict[str, np.ndarray] | dict[str, torch.Tensor]:
+        if self.compiled is None:
+            return self.base(batch, **options)
+        return run_fixed_batches(self.forward, batch, **options)
+
+    def __getattr__(self, name: str) -> object:
+        if name == "base":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.base, name)
 
 
 def run_fixed_batches(
-    forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], batch: torch.Tensor, size: int = METRICS.model_batch
-) -> dict[str, np.ndarray]:
-    """Call ``forward`` on chunks of exactly ``size`` rows (zero-padded) and concatenate the outputs."""
+    forward: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    batch: torch.Tensor,
+    size: int = METRICS.model_batch,
+    *,
+    as_tensors: bool = False,
+) -> dict[str, np.ndarray] | dict[str, torch.Tensor]:
+    """Call ``forward`` on chunks of exactly ``size`` rows (zero-padded) and concatenate the outputs.
+
+    The chunks' outputs stay where ``forward`` put them and are concatenated there (exact); they are copied
+    to the CPU once per call, not once per chunk, so a device is not waited for between chunks.  With
+    ``as_tensors`` they are returned as tensors, left on the device.
+    """
     n = batch.shape[0]
-    pieces: dict[str, list[np.ndarray]] = {}
+    pieces: dict[str, list[torch.Tensor]] = {}
     for start in range(0, n, size):
         chunk = batch[start : start + size]
         real = chunk.shape[0]
@@ -110,8 +189,11 @@ def run_fixed_batches(
             padding = torch.zeros((size - real, *chunk.shape[1:]), dtype=chunk.dtype, device=chunk.device)
             chunk = torch.cat([chunk, padding])
         for name, value in forward(chunk).items():
-            pieces.setdefault(name, []).append(value[:real].detach().cpu().numpy())
-    return {name: np.concatenate(parts) for name, parts in pieces.items()}
+            pieces.setdefault(name, []).append(value[:real].detach())
+    joined = {name: torch.cat(parts) for name, parts in pieces.items()}
+    if as_tensors:
+        return joined
+    return {name: value.cpu().numpy() for name, value in joined.items()}
 
 
 def module_device(module: torch.nn.Module) -> torch.device:

@@ -10,6 +10,11 @@ EmoGen code scaled images to [0, 1] before the processor, which divided by 255
 again, so CLIP saw nearly uniform images; :func:`double_rescaled` reproduces
 that bug, used only by the ``emogen-paper-code`` protocol's pair stage
 (:mod:`emogen_bench.features.paper_code`).
+
+Data-loader workers hand over the 8-bit stage (resized and cropped, uint8); the
+float stage (rescale, mean/std), elementwise, is a lookup table of its 256 values
+per channel applied on the model's device, so the model sees bitwise the pixels
+:func:`~emogen_bench.features.clip_pixels.clip_pixels` makes.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
 from emogen_bench.features.clip_pixels import (
     PIPELINE_VERSION,
     ClipPixelSettings,
-    clip_pixels,
     clip_pixels_double_rescaled,
+    float_stage_table,
+    resized_and_cropped,
 )
+from emogen_bench.features.semantic import ByteTable
 from emogen_bench.task import EMOTIONS
 
 #: Registry ids of the weights this extractor reads.
@@ -53,12 +60,13 @@ def processor_settings(source: ClipPixelSettings | Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ClipPreprocess:
-    """uint8 ``H x W x 3`` -> float32 ``3 x S x S``: the CLIP pixels (picklable, holds no model)."""
+    """uint8 ``H x W x 3`` -> uint8 ``3 x S x S``: the 8-bit stage of the CLIP pixels (picklable, holds no model)."""
 
     settings: ClipPixelSettings
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(clip_pixels(image, self.settings))
+        pixels = resized_and_cropped(image, self.settings)
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.uint8))
 
 
 def double_rescaled(settings: ClipPixelSettings | Any, image: np.ndarray) -> torch.Tensor:
@@ -107,6 +115,7 @@ class ClipExtractor(FeatureExtractor):
         self.emotion_head = emotion_head
         self.pixel_settings = settings
         self._preprocessor = ClipPreprocess(settings)
+        self.pixels = ByteTable(float_stage_table(settings))
         described = json.dumps(processor_settings(settings), sort_keys=True)
         self.info = ExtractorInfo(
             name="clip",
@@ -116,8 +125,12 @@ class ClipExtractor(FeatureExtractor):
             smoke=smoke,
         )
 
+    def model_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """Preprocessed uint8 pixels -> the float32 CLIP pixels (floating batches pass unchanged)."""
+        return self.pixels(batch)
+
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         from emogen_bench.models.clip import clip_image_embeddings
 
-        embedding = clip_image_embeddings(self.vision_model, batch)
+        embedding = clip_image_embeddings(self.vision_model, self.model_input(batch))
         return {"embedding": embedding, "emotion_logits": self.emotion_head(embedding)}

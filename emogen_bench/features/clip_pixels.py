@@ -193,9 +193,21 @@ def resized_and_cropped(image: np.ndarray, settings: ClipPixelSettings) -> np.nd
     return image
 
 
+def float_stage(image: np.ndarray, settings: ClipPixelSettings) -> np.ndarray:
+    """The float stage of :func:`clip_pixels` alone: uint8 ``h x w x 3`` -> float32 ``3 x h x w``."""
+    _check_rgb(image)
+    return _finish(image, settings, rescale=settings.do_rescale)
+
+
+def float_stage_table(settings: ClipPixelSettings) -> np.ndarray:
+    """``3 x 256``: :func:`float_stage` of each 8-bit value in each channel (the stage is elementwise)."""
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+    return float_stage(ramp, settings).reshape(3, 256)
+
+
 def clip_pixels(image: np.ndarray, settings: ClipPixelSettings) -> np.ndarray:
     """uint8 ``H x W x 3`` RGB -> float32 ``3 x h x w``: what transformers 4.x's CLIPImageProcessor returns."""
-    return _finish(resized_and_cropped(image, settings), settings, rescale=settings.do_rescale)
+    return float_stage(resized_and_cropped(image, settings), settings)
 
 
 def released_float_to_pil_bytes(image: np.ndarray) -> tuple[np.ndarray, bool]:

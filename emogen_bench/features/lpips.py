@@ -16,8 +16,11 @@ pair forward.  This needs one image size: every image is brought to
 ``task.METRICS.lpips_size`` squared (shorter side resized with PIL bicubic on
 the 8-bit image, then centre-cropped, torchvision's conventions; a 512x512
 image is untouched), then scaled to [-1, 1] exactly as ``lpips.im2tensor``
-does.  phi has about 2.65 million coordinates at 512x512, so it is not cached
-per image.
+does.  Data-loader workers hand over the 8-bit square (uint8, a quarter of the
+float32 bytes); ``forward`` scales it on the model's device by a lookup table of
+the 256 values that scaling gives (:func:`unit_range_table`), bitwise the old
+float32 input.  phi has about 2.65 million coordinates at 512x512, so it is not
+cached per image.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from PIL import Image
 
 from emogen_bench.errors import WeightsError
 from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
+from emogen_bench.features.semantic import ByteTable
 from emogen_bench.task import METRICS
 
 if TYPE_CHECKING:
@@ -62,16 +66,25 @@ def resize_and_crop(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(pipeline(Image.fromarray(image)))
 
 
+def to_unit_range(pixels: np.ndarray) -> np.ndarray:
+    """uint8 values -> float32 in [-1, 1]: ``lpips.im2tensor``'s arithmetic (float64 ``x / 127.5 - 1``, then cast)."""
+    return (pixels.astype(np.float64) / (255.0 / 2.0) - 1.0).astype(np.float32)
+
+
+def unit_range_table(channels: int = 3) -> np.ndarray:
+    """``channels x 256``: :func:`to_unit_range` of each 8-bit value, the same in every channel."""
+    return np.repeat(to_unit_range(np.arange(256, dtype=np.uint8))[None, :], channels, axis=0)
+
+
 @dataclass(frozen=True)
 class LpipsPreprocess:
-    """uint8 ``H x W x 3`` -> float32 ``3 x size x size`` in [-1, 1] (``lpips.im2tensor``'s arithmetic)."""
+    """uint8 ``H x W x 3`` -> uint8 ``3 x size x size``: the square :func:`resize_and_crop` makes, channels first."""
 
     size: int = METRICS.lpips_size
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         square = resize_and_crop(image, self.size)
-        scaled = square.transpose(2, 0, 1).astype(np.float64) / (255.0 / 2.0) - 1.0
-        return torch.from_numpy(scaled.astype(np.float32))
+        return torch.from_numpy(np.ascontiguousarray(square.transpose(2, 0, 1), dtype=np.uint8))
 
 
 def _check_lpips_model(model: lpips.LPIPS) -> None:
@@ -128,6 +141,7 @@ class LpipsExtractor(FeatureExtractor):
         _check_lpips_model(lpips_model)
         self.lpips_model = lpips_model
         self._preprocessor = LpipsPreprocess(size)
+        self.pixels = ByteTable(unit_range_table())
         self.info = ExtractorInfo(
             name="lpips",
             outputs={"phi": (phi_dim(size),)},
@@ -137,5 +151,9 @@ class LpipsExtractor(FeatureExtractor):
             smoke=smoke,
         )
 
+    def model_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """Preprocessed uint8 squares -> float32 in [-1, 1] (floating batches only cast to float32, as before)."""
+        return self.pixels(batch).float()
+
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"phi": lpips_phi(self.lpips_model, batch.float())}
+        return {"phi": lpips_phi(self.lpips_model, self.model_input(batch))}

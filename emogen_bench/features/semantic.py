@@ -5,6 +5,12 @@ image: ``Resize(256)`` (shorter side to 256, torchvision's default bilinear
 interpolation, which on PIL images is PIL's antialiased bilinear filter),
 ``CenterCrop(224)``, ``ToTensor()``, ImageNet mean/std.  Both networks read the
 same tensor.
+
+The pipeline is split where it leaves 8 bits: data-loader workers run the PIL
+stage (:class:`ResizeCrop`, the same value for Sem-C and EmoSet, so the pipeline
+computes it once per image for both) and hand over uint8 tensors, a quarter of
+the float32 bytes; ``forward`` turns them into the float32 input by a
+:class:`ByteTable` on the model's device.
 """
 
 from __future__ import annotations
@@ -30,30 +36,67 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
-class ResizeCropNormalize:
-    """torchvision ``Resize(resize)`` + ``CenterCrop(crop)`` + ``ToTensor`` + ``Normalize(mean, std)`` on PIL."""
+class ResizeCrop:
+    """uint8 ``H x W x 3`` -> uint8 ``3 x crop x crop``: torchvision ``Resize(resize)`` + ``CenterCrop(crop)`` on PIL.
 
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    The pixels ``ToTensor`` reads in the full pipeline, channels first, before its division by 255.
+    """
+
     resize: int = METRICS.resnet_resize
     crop: int = METRICS.resnet_crop
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         from torchvision import transforms
 
-        pipeline = transforms.Compose(
-            [
-                transforms.Resize(self.resize),
-                transforms.CenterCrop(self.crop),
-                transforms.ToTensor(),
-                transforms.Normalize(self.mean, self.std),
-            ]
-        )
-        return pipeline(Image.fromarray(image))
+        pipeline = transforms.Compose([transforms.Resize(self.resize), transforms.CenterCrop(self.crop)])
+        pixels = np.array(pipeline(Image.fromarray(image)), dtype=np.uint8)
+        return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
-    def describe(self) -> str:
-        """The settings, for the cache key."""
-        return f"{self.resize}/{self.crop}/mean={list(self.mean)}/std={list(self.std)}"
+
+def describe(resize: ResizeCrop, mean: tuple[float, ...], std: tuple[float, ...]) -> str:
+    """The settings of the whole pipeline, for the cache key (unchanged since the float32 handover)."""
+    return f"{resize.resize}/{resize.crop}/mean={list(mean)}/std={list(std)}"
+
+
+class ByteTable(nn.Module):
+    """uint8 ``N x C x H x W`` -> float32 by looking each value up in a ``C x 256`` table.
+
+    The table holds what the CPU preprocessing makes of each 8-bit value in each channel (computed by that
+    very code when the extractor is built), so the model sees bitwise the float32 tensor that preprocessing
+    gave, on any device: a lookup copies values and rounds nothing.  Redoing the arithmetic on the device
+    would not promise that (CUDA divides by a CPU scalar as a multiplication by its reciprocal; MPS has no
+    float64).  A floating-point batch is taken as already converted and returned unchanged.
+    """
+
+    def __init__(self, table: torch.Tensor | np.ndarray) -> None:
+        super().__init__()
+        values = torch.as_tensor(table, dtype=torch.float32)
+        if values.ndim != 2 or values.shape[1] != 256:
+            raise ValueError(f"expected a C x 256 table, got {tuple(values.shape)}")
+        self.register_buffer("table", values.flatten().contiguous(), persistent=False)
+        offsets = torch.arange(values.shape[0], dtype=torch.int32).mul(256).view(1, -1, 1, 1)
+        self.register_buffer("offsets", offsets, persistent=False)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.dtype != torch.uint8:
+            return batch
+        if batch.ndim != 4 or batch.shape[1] != self.offsets.shape[1]:
+            raise ValueError(f"expected N x {self.offsets.shape[1]} x H x W pixels, got {tuple(batch.shape)}")
+        index = batch.to(torch.int32) + self.offsets
+        return self.table.index_select(0, index.flatten()).view(batch.shape)
+
+
+def byte_ramp(channels: int = 3) -> np.ndarray:
+    """A ``1 x 256 x channels`` uint8 image whose column ``k`` is ``k`` in every channel."""
+    return np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], channels, axis=2)
+
+
+def to_tensor_normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """``C x 256``: torchvision ``ToTensor()`` then ``Normalize(mean, std)`` of each 8-bit value (PIL input)."""
+    from torchvision import transforms
+
+    pipeline = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+    return pipeline(Image.fromarray(byte_ramp(len(mean)))).reshape(len(mean), 256)
 
 
 def max_softmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,19 +113,25 @@ class SemanticExtractor(FeatureExtractor):
     ) -> None:
         self.imagenet_model = imagenet_model
         self.places_model = places_model
-        self._preprocessor = ResizeCropNormalize(IMAGENET_MEAN, IMAGENET_STD)
+        self._preprocessor = ResizeCrop()
+        self.pixels = ByteTable(to_tensor_normalize_table(IMAGENET_MEAN, IMAGENET_STD))
         self.info = ExtractorInfo(
             name="semantic",
             outputs={"imagenet_max_prob": (), "imagenet_top1": (), "places_max_prob": (), "places_top1": ()},
-            preprocess_version=f"{PREPROCESS_VERSION}:{self._preprocessor.describe()}",
+            preprocess_version=f"{PREPROCESS_VERSION}:{describe(self._preprocessor, IMAGENET_MEAN, IMAGENET_STD)}",
             artifacts=dict(artifacts),
             smoke=smoke,
         )
 
+    def model_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """Preprocessed uint8 pixels -> the float32 tensor both networks read (floats pass unchanged)."""
+        return self.pixels(batch)
+
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        inputs = self.model_input(batch)
         outputs = {}
         for prefix, model in (("imagenet", self.imagenet_model), ("places", self.places_model)):
-            probability, top1 = max_softmax(model(batch))
+            probability, top1 = max_softmax(model(inputs))
             outputs[f"{prefix}_max_prob"] = probability
             outputs[f"{prefix}_top1"] = top1
         return outputs

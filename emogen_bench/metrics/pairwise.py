@@ -106,6 +106,8 @@ class PairwiseAccumulator:
         self._sum = np.zeros((groups, dim), dtype=np.float64)
         self._squares = np.zeros(groups, dtype=np.float64)
         self._count = np.zeros(groups, dtype=np.int64)
+        self._row = np.empty(dim, dtype=np.float64)  # one shifted row, reused: no allocation per image
+        self._finite = np.empty(dim, dtype=bool)
 
     @property
     def n(self) -> int:
@@ -122,41 +124,61 @@ class PairwiseAccumulator:
             raise ValueError(f"PairwiseAccumulator.add: {rows.shape[0]} rows but group ids of shape {ids.shape}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.groups):
             raise ValueError(f"PairwiseAccumulator.add: group ids must be in [0, {self.groups})")
+        shifted = self._row
         for row, g in zip(rows, ids):
-            shifted = np.asarray(row, dtype=np.float64)
-            if not np.all(np.isfinite(shifted)):
+            np.copyto(shifted, row, casting="unsafe")  # float32 -> float64 is exact
+            if not np.isfinite(shifted, out=self._finite).all():
                 raise ValueError("PairwiseAccumulator.add: features contain NaN or infinite values")
             if self._shift is None:
                 self._shift = shifted.copy()
-            shifted = shifted - self._shift
+            np.subtract(shifted, self._shift, out=shifted)
             self._sum[g] += shifted
             self._squares[g] += float(shifted @ shifted)
             self._count[g] += 1
 
     def mean(self) -> float:
         """Exact mean of ``||x_i - x_j||^2`` over all distinct pairs added so far (needs n >= 2)."""
-        if self.n < 2:
-            raise ValueError(f"a pairwise mean needs at least 2 vectors, got {self.n}")
-        return _pair_mean(self.n, self._sum.sum(axis=0), float(self._squares.sum()))
+        return sums_mean(self._sum, self._squares, self._count)
 
     def leave_one_group_out(self) -> np.ndarray:
         """``(groups,)``: the exact all-pairs mean without each group (see :class:`PairwiseSummary`)."""
-        total, squares, n = self._sum.sum(axis=0), float(self._squares.sum()), self.n
-        return np.array(
-            [
-                _pair_mean(n - int(self._count[g]), total - self._sum[g], squares - float(self._squares[g]))
-                for g in range(self.groups)
-            ]
-        )
+        return sums_leave_one_group_out(self._sum, self._squares, self._count)
 
     def summary(self) -> PairwiseSummary:
         """The small per-emotion result; requires the canonical group assignment ``i % groups``."""
-        if not np.array_equal(self._count, group_sizes(self.n, self.groups)):
-            raise ValueError(
-                "PairwiseAccumulator.summary: rows were not assigned to groups as image i -> i % groups "
-                f"(group sizes {self._count.tolist()})"
-            )
-        return PairwiseSummary(self.mean(), self.leave_one_group_out(), self.n)
+        return summary_from_sums(self._sum, self._squares, self._count, "PairwiseAccumulator.summary")
+
+
+def sums_mean(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> float:
+    """The all-pairs mean from per-group ``sums`` ``(groups, dim)``, ``squares`` and ``counts`` (needs n >= 2)."""
+    n = int(counts.sum())
+    if n < 2:
+        raise ValueError(f"a pairwise mean needs at least 2 vectors, got {n}")
+    return _pair_mean(n, sums.sum(axis=0), float(squares.sum()))
+
+
+def sums_leave_one_group_out(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``(groups,)``: the all-pairs mean without each group, from the same per-group sums."""
+    total, all_squares, n = sums.sum(axis=0), float(squares.sum()), int(counts.sum())
+    return np.array(
+        [
+            _pair_mean(n - int(counts[g]), total - sums[g], all_squares - float(squares[g]))
+            for g in range(len(counts))
+        ]
+    )
+
+
+def summary_from_sums(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray, who: str) -> PairwiseSummary:
+    """The :class:`PairwiseSummary` of per-group float64 sums (shared by the numpy and the device accumulator).
+
+    ``who`` names the caller in the error raised when the group sizes are not those of ``i % groups``.
+    """
+    n = int(counts.sum())
+    if not np.array_equal(counts, group_sizes(n, len(counts))):
+        raise ValueError(
+            f"{who}: rows were not assigned to groups as image i -> i % groups (group sizes {counts.tolist()})"
+        )
+    return PairwiseSummary(sums_mean(sums, squares, counts), sums_leave_one_group_out(sums, squares, counts), n)
 
 
 def diversity_values(

@@ -20,6 +20,7 @@ from torchvision.models import resnet50
 
 from emogen_bench.errors import WeightsError
 from emogen_bench.models._state_dict import (
+    build_on_meta,
     check_state_dict,
     load_strict,
     load_torch_file,
@@ -80,7 +81,7 @@ def load_emoset_resnet50(path: str | Path) -> EmoSetResNet50:
     path = Path(path)
     what = "EmoSet ResNet-50 emotion encoder"
     state = strip_prefix(unwrap_state_dict(load_torch_file(path, what=what), path=path, what=what), "module.")
-    model = EmoSetResNet50()
+    model = build_on_meta(EmoSetResNet50)
     check_state_dict(model.state_dict(), state, path=path, what=what)
     differing = differing_duplicates(state)
     if differing:

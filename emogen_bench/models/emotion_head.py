@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emogen_bench.models._state_dict import load_strict, load_torch_file, unwrap_state_dict
+from emogen_bench.models._state_dict import build_on_meta, load_strict, load_torch_file, unwrap_state_dict
 from emogen_bench.task import EMOTIONS
 
 #: Size of the CLIP ViT-L/14 projected image embedding the head reads.
@@ -34,4 +34,4 @@ def load_emotion_head(path: str | Path) -> EmotionHead:
     """The CLIP-space emotion head from its state dict file, keys and shapes checked strictly."""
     path = Path(path)
     state = unwrap_state_dict(load_torch_file(path, what="CLIP emotion head"), path=path, what="CLIP emotion head")
-    return load_strict(EmotionHead(), state, path=path, what="CLIP emotion head (fc: 768 -> 8)")
+    return load_strict(build_on_meta(EmotionHead), state, path=path, what="CLIP emotion head (fc: 768 -> 8)")

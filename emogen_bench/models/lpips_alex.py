@@ -3,8 +3,9 @@
 ``lpips.LPIPS`` normally fetches the torchvision AlexNet itself (no hash check
 beyond torchvision's 8-hex prefix) and loads its linear layers with
 ``strict=False``, so a wrong file passes silently.  Here the network is built
-with random weights, then the trunk (``alexnet-owt-7be5be79.pth``) and the
-linear layers (``lpips/weights/v0.1/alex.pth``) are loaded with strict checks.
+on the meta device (no random initialisation to throw away), then the trunk
+(``alexnet-owt-7be5be79.pth``) and the linear layers (``lpips/weights/v0.1/alex.pth``)
+are loaded with strict checks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import torch
 from torchvision.models import AlexNet, alexnet
 
 from emogen_bench.errors import WeightsError
-from emogen_bench.models._state_dict import check_state_dict, load_strict, load_torch_file, unwrap_state_dict
+from emogen_bench.models._state_dict import (
+    build_on_meta,
+    check_state_dict,
+    load_strict,
+    load_torch_file,
+    meta_tensors,
+    unwrap_state_dict,
+)
 
 #: Channels of the five AlexNet feature maps LPIPS compares (conv1..conv5 after ReLU).
 ALEX_CHANNELS: tuple[int, ...] = (64, 192, 384, 256, 256)
@@ -48,7 +56,7 @@ def load_alexnet(path: str | Path) -> AlexNet:
     """The torchvision AlexNet from ``alexnet-owt-7be5be79.pth`` (``features.*`` and ``classifier.*``), strict."""
     path = Path(path)
     state = unwrap_state_dict(load_torch_file(path, what="AlexNet"), path=path, what="AlexNet")
-    return load_strict(alexnet(weights=None), state, path=path, what="torchvision AlexNet")
+    return load_strict(build_on_meta(lambda: alexnet(weights=None)), state, path=path, what="torchvision AlexNet")
 
 
 def load_lpips_linear(path: str | Path) -> dict[str, torch.Tensor]:
@@ -61,16 +69,29 @@ def load_lpips_linear(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def build_lpips_alex(trunk: AlexNet, linear: Mapping[str, torch.Tensor]) -> lpips.LPIPS:
-    """An ``lpips.LPIPS`` (alex, v0.1) whose trunk and linear layers are exactly the given weights."""
+    """An ``lpips.LPIPS`` (alex, v0.1) whose trunk and linear layers are exactly the given weights.
+
+    Built on the meta device, its input scaling rebuilt on the CPU (the two constant buffers that no file holds),
+    and the given tensors assigned (contiguous float32, as a copy into the CPU module would leave them).
+    """
     with warnings.catch_warnings():
         # lpips passes torchvision's deprecated ``pretrained=`` argument; nothing is downloaded.
         warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net="alex", version="0.1", pretrained=False, pnet_rand=True, verbose=False)
+        model = build_on_meta(
+            lambda: lpips.LPIPS(net="alex", version="0.1", pretrained=False, pnet_rand=True, verbose=False)
+        )
+    model.scaling_layer = lpips.ScalingLayer()
     features = trunk.state_dict()
     key_map = trunk_key_map(model.net.state_dict().keys())
-    model.net.load_state_dict({key: features[source] for key, source in key_map.items()}, strict=True)
+    model.net.load_state_dict(
+        {key: features[source].float().contiguous() for key, source in key_map.items()}, strict=True, assign=True
+    )
     for i, layer in enumerate(model.lins):
-        layer.load_state_dict({"model.1.weight": linear[f"lin{i}.model.1.weight"]}, strict=True)
+        weight = linear[f"lin{i}.model.1.weight"].float().contiguous()
+        layer.load_state_dict({"model.1.weight": weight}, strict=True, assign=True)
+    left = meta_tensors(model)
+    if left:
+        raise ValueError(f"tensors left without values: {', '.join(left[:5])}")
     model.eval()
     model.requires_grad_(False)
     return model

@@ -6,8 +6,8 @@ Layout of the store folder (``emogen_bench.paths.weights_dir()`` by default)::
     <home>/hf/                    Hub snapshots fetched by earlier versions (still read, never written)
     <home>/recorded.json          full sha256s recorded at the first verified fetch (unpinned and
                                   prefix-pinned files, Hub snapshot files): later checks compare to them
-    <home>/verified.json          hash cache: (real path, size, mtime_ns) -> sha256, so a large
-                                  snapshot is hashed once, not at every run
+    <home>/verified.json          hash cache: (real path, size, mtime_ns, ctime_ns, inode) -> sha256,
+                                  so a large snapshot is hashed once, not at every run
 
 Hugging Face snapshots live in the user's own Hugging Face cache (``$HF_HUB_CACHE``, else
 ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``: :func:`hf_hub_cache`), at the pinned revision,
@@ -264,13 +264,32 @@ def load_records(path: Path) -> Records:
     return document.get("artifacts", {})
 
 
+#: The ``os.stat`` fields a hash cache entry is keyed by (besides the real path): a file whose bytes may have
+#: changed differs in one of them.  ``mtime_ns`` alone can be set back (``os.utime``, ``cp -p``, ``rsync -t``,
+#: ``tar x``); ``ctime_ns`` cannot (only the system clock sets it) and moves with every write (and with chmod,
+#: chown, a new hard link: a harmless re-hash); ``ino`` changes when another file takes the path (``os.replace``,
+#: a copy).  The device number is left out: it is assigned at mount time, so a store on a volume mounted again
+#: (another boot, another container) would be hashed again for nothing, and ctime already tells the files apart.
+STAT_FIELDS: tuple[str, ...] = ("size", "mtime_ns", "ctime_ns", "ino")
+
+
+def _stat_key(stat: os.stat_result) -> dict[str, int]:
+    """The :data:`STAT_FIELDS` of ``stat`` (``size`` is ``st_size`` and so on)."""
+    return {name: int(getattr(stat, f"st_{name}")) for name in STAT_FIELDS}
+
+
 def _cache_entry_ok(entry: Any) -> bool:
-    """True for a well-formed hash cache entry: integer size and mtime_ns, a hex sha256."""
+    """True for a well-formed hash cache entry: an integer for each of :data:`STAT_FIELDS`, a hex sha256.
+
+    Entries of older versions (``size`` and ``mtime_ns`` only) are not: they are dropped, so their files are
+    hashed again once.
+    """
     if not isinstance(entry, dict):
         return False
-    sizes = (entry.get("size"), entry.get("mtime_ns"))
     digest = entry.get("sha256")
-    return all(type(v) is int for v in sizes) and isinstance(digest, str) and bool(SHA256_HEX.fullmatch(digest))
+    return all(type(entry.get(name)) is int for name in STAT_FIELDS) and isinstance(digest, str) and bool(
+        SHA256_HEX.fullmatch(digest)
+    )
 
 
 def hf_hub_cache() -> Path:
@@ -334,11 +353,15 @@ def git_blob_sha1(path: Path) -> str:
 
 @dataclass
 class _HashCache:
-    """sha256 of files keyed by real path, reused while size and mtime are unchanged."""
+    """sha256 of files keyed by real path, reused while the file's :data:`STAT_FIELDS` are unchanged.
+
+    ``hashed`` lists the real paths this instance read and hashed (a miss each), in order.
+    """
 
     path: Path
     entries: dict[str, Any] = field(default_factory=dict)
     dirty: bool = False
+    hashed: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> _HashCache:
@@ -351,13 +374,18 @@ class _HashCache:
         return cls(path, {k: v for k, v in entries.items() if _cache_entry_ok(v)} if isinstance(entries, dict) else {})
 
     def sha256(self, file: Path) -> str:
+        """The sha256 of ``file``: the cached one while its stat key is unchanged, else read and hashed.
+
+        The stat is taken before reading, so a file changed while it is hashed is hashed again next time.
+        """
         real = os.path.realpath(file)
-        stat = os.stat(real)
+        key = _stat_key(os.stat(real))
         entry = self.entries.get(real)
-        if isinstance(entry, dict) and entry["size"] == stat.st_size and entry["mtime_ns"] == stat.st_mtime_ns:
+        if isinstance(entry, dict) and all(entry.get(name) == value for name, value in key.items()):
             return str(entry["sha256"])
         digest = sha256_file(real)
-        self.entries[real] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+        self.hashed.append(real)
+        self.entries[real] = {**key, "sha256": digest}
         self.dirty = True
         return digest
 
@@ -368,7 +396,7 @@ class _HashCache:
         self.entries = {path: entry for path, entry in self.entries.items() if os.path.exists(path)}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.path, {"version": 1, "files": self.entries}, sort_keys=True)
+            write_json_atomic(self.path, {"version": 2, "files": self.entries}, sort_keys=True)
             self.dirty = False
         except (OSError, BenchError):
             pass  # a read-only store only costs re-hashing next time
