@@ -12,8 +12,9 @@ Each round runs, in this order, in fresh processes where it says so:
    maths, the results file), wall time and the child's user/sys CPU seconds and peak RSS;
 2. **naive** (unless ``--no-naive``): ``python -m benchmarks.naive_process`` (a fresh process: the same weights
    loaded the same way, then one decode + pass per metric, CLIP twice, LPIPS on 10 random pairs per emotion);
-3. **bare forwards**, in this process: every extractor's ``__call__`` (the model in fixed batches of 16, as the
-   pass runs it) on the set's already decoded and preprocessed inputs; their sum is what no pipeline can beat.
+3. **bare forwards**, in a fresh process with the command's allocator settings (``emogen_bench.cli.malloc``):
+   every extractor's ``__call__`` (the model in fixed batches of 16, as the pass runs it) on the set's already
+   decoded and preprocessed inputs; their sum is what no pipeline can beat on this machine.
 
 The weights are the real architectures with random values (``benchmarks/real_weights.py``), written once into
 ``--workdir``; the reference statistics are synthetic 2048-d ones keyed to that Inception.  The weights-check
@@ -104,6 +105,12 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:2] == ["--bare-forwards"]:  # the child process of step 3
+        from emogen_bench.cli.malloc import tune_malloc
+
+        tune_malloc()
+        print(json.dumps(bare_forwards(Path(sys.argv[2]), Path(sys.argv[3]))))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=24, help="images in the set (a multiple of 8; default 24)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -130,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is not None:
         evaluate += ["--workers", str(args.workers)]
     naive = [sys.executable, "-m", "benchmarks.naive_process", str(submission), "--weights-override", str(override)]
+    bare = [sys.executable, "-m", "benchmarks.whole_process", "--bare-forwards", str(submission), str(override)]
     rounds = []
     for index in range(args.rounds):
         record: dict[str, Any] = {"round": index}
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_naive:
             ran = _run(naive, env)
             record["naive"] = {k: v for k, v in ran.items() if k != "stdout"} | json.loads(ran["stdout"])
-        record["bare"] = bare_forwards(submission, override)
+        record["bare"] = json.loads(_run(bare, env)["stdout"])
         record["bare_sum"] = sum(record["bare"].values())
         record["fused_over_bare"] = record["fused"]["wall"] / record["bare_sum"]
         if "naive" in record:

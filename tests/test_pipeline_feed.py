@@ -208,11 +208,12 @@ def test_the_writer_keeps_order_skips_after_an_error_and_raises_it_once() -> Non
 def test_auto_workers_are_the_available_cores_but_one_on_cuda_and_two_on_the_cpu() -> None:
     assert [auto_num_workers("cuda", cores) for cores in (1, 2, 8, 17, 64)] == [1, 1, 7, 16, 16]
     assert [auto_num_workers(kind, 64) for kind in ("cpu", "mps")] == [CPU_WORKERS, CPU_WORKERS] == [2, 2]
+    assert [auto_num_workers("cpu", cores) for cores in (1, 2, 3)] == [0, 0, 2]  # 2 cores: the models need both
     cores = len(os.sched_getaffinity(0))
     assert resolve_num_workers("auto", "cuda") == max(1, min(MAX_AUTO_WORKERS, cores - 1))
-    assert resolve_num_workers("auto", "cpu") == 2 and resolve_num_workers(5, "cuda") == 5
+    assert resolve_num_workers("auto", "cpu") == (0 if cores <= 2 else 2) and resolve_num_workers(5, "cuda") == 5
     assert EvalConfig().num_workers == "auto"
-    assert EvalConfig(device="cpu").to_dict()["num_workers"] == 2  # recorded as the number used
+    assert EvalConfig(device="cpu").to_dict()["num_workers"] == (0 if cores <= 2 else 2)  # the number used
     assert EvalConfig(device="cuda").to_dict()["num_workers"] == max(1, min(MAX_AUTO_WORKERS, cores - 1))
     assert EvalConfig(device="cpu", num_workers=3).to_dict()["num_workers"] == 3
 
