@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -149,10 +150,22 @@ def parse_num_workers(text: str) -> int | str:
     return int(value)
 
 
+def cores_per_process(environ: Mapping[str, str] | None = None) -> int:
+    """The cores ``auto`` may count on for this process: its affinity mask, shared with the other processes a
+    launcher started on this node (``LOCAL_WORLD_SIZE``, set by torchrun and accelerate) when the mask is the whole
+    machine; a launcher that bound each process to its own cores has already divided them."""
+    cores = available_cores()
+    local = (os.environ if environ is None else environ).get("LOCAL_WORLD_SIZE", "1")
+    processes = int(local) if local.isdigit() and int(local) > 0 else 1
+    return max(1, cores // processes) if cores == (os.cpu_count() or cores) else cores
+
+
 def resolve_num_workers(value: int | str, device_type: str) -> int:
-    """The number of workers ``value`` (``auto`` or a number) means on a device of type ``device_type``."""
+    """The number of workers ``value`` (``auto`` or a number) means on a device of type ``device_type``; under
+    torchrun, ``auto`` counts this rank's share of the node's cores (:func:`cores_per_process`), so eight ranks
+    on a 16-core node start one worker each, not fifteen."""
     check_num_workers(value)
-    return auto_num_workers(device_type, available_cores()) if value == "auto" else int(value)
+    return auto_num_workers(device_type, cores_per_process()) if value == "auto" else int(value)
 
 
 def _device_type(device: str) -> str:

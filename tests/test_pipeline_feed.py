@@ -285,3 +285,18 @@ def test_the_first_image_measures_what_a_worker_hands_over_and_is_not_read_twice
     stats = os.statvfs("/dev/shm")
     assert (batch, workers) == fit_shared_memory(32, 2, per_image, stats.f_bavail * stats.f_frsize)
     assert _fit_loader(dataset, 32, 0, auto_workers=False) == (32, 0, None)  # no workers: nothing read here
+
+
+def test_auto_workers_share_the_node_between_the_ranks_a_launcher_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emogen_bench.config import available_cores, cores_per_process
+
+    cores = available_cores()
+    whole_machine = cores == (os.cpu_count() or cores)
+    assert cores_per_process({}) == cores
+    for ranks in (2, 8, 64):
+        expected = max(1, cores // ranks) if whole_machine else cores
+        assert cores_per_process({"LOCAL_WORLD_SIZE": str(ranks)}) == expected
+    assert cores_per_process({"LOCAL_WORLD_SIZE": "zero"}) == cores_per_process({"LOCAL_WORLD_SIZE": "0"}) == cores
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "64")
+    assert resolve_num_workers("auto", "cuda") == auto_num_workers("cuda", cores_per_process()) == 1
+    assert auto_num_workers("cuda", 16 // 8) == 1 and auto_num_workers("cuda", 16 // 2) == 7
