@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from test_weights_store import one_file_registry
 
-from emogen_bench.weights.registry import Registry
 from emogen_bench.weights.store import HASH_CACHE_FILE, STAT_FIELDS, WeightStore, _HashCache
 
 #: File timestamps come from the kernel's coarse clock (one tick, up to 10 ms on Linux): waiting this long before
@@ -98,23 +98,8 @@ def test_the_store_rehashes_a_file_its_old_memo_describes(tmp_path: Path) -> Non
     stat = os.stat(target)
     old = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha(b"weightz")}
     (home / HASH_CACHE_FILE).write_text(json.dumps({"version": 1, "files": {os.path.realpath(target): old}}))
-    registry_path = tmp_path / "registry.toml"
-    registry_path.write_text(
-        f"""
-[artifacts.test-net]
-description = "a test file"
-used_by = ["fid"]
-license = "none"
-loader = "torchscript"
-
-[[artifacts.test-net.files]]
-name = "net.pt"
-urls = ["http://127.0.0.1:9/net.pt"]
-pin = "sha256"
-sha256 = "{sha(b"weights")}"
-"""
-    )
-    resolved = WeightStore(home, registry=Registry.from_toml(registry_path)).resolve("test-net")
+    registry = one_file_registry(tmp_path, f'pin = "sha256"\nsha256 = "{sha(b"weights")}"')
+    resolved = WeightStore(home, registry=registry).resolve("test-net")
     assert resolved.official and resolved.files[0].sha256 == sha(b"weights")
     saved = json.loads((home / HASH_CACHE_FILE).read_text())
     assert saved["version"] == 2
