@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from emogen_bench.errors import WeightsError
-from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
+from emogen_bench.features.base import ByteTable, ExtractorInfo, FeatureExtractor
 from emogen_bench.features.clip_pixels import (
     PIPELINE_VERSION,
     ClipPixelSettings,
@@ -38,7 +38,6 @@ from emogen_bench.features.clip_pixels import (
     float_stage_table,
     resized_and_cropped,
 )
-from emogen_bench.features.semantic import ByteTable
 from emogen_bench.task import EMOTIONS
 
 #: Registry ids of the weights this extractor reads.

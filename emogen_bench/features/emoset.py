@@ -15,8 +15,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
-from emogen_bench.features.semantic import ByteTable, ResizeCrop, describe, to_tensor_normalize_table
+from emogen_bench.features.base import ByteTable, ExtractorInfo, FeatureExtractor
+from emogen_bench.features.semantic import ResizeCrop, describe, to_tensor_normalize_table
 from emogen_bench.task import EMOTIONS
 
 #: Registry id of the weights this extractor reads.

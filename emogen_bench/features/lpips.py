@@ -34,8 +34,7 @@ import torch
 from PIL import Image
 
 from emogen_bench.errors import WeightsError
-from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
-from emogen_bench.features.semantic import ByteTable
+from emogen_bench.features.base import ByteTable, ExtractorInfo, FeatureExtractor
 from emogen_bench.task import METRICS
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from emogen_bench.features.base import ExtractorInfo, FeatureExtractor
+from emogen_bench.features.base import ByteTable, ExtractorInfo, FeatureExtractor
 from emogen_bench.task import METRICS
 
 #: Registry ids of the weights this extractor reads.
@@ -56,34 +56,6 @@ class ResizeCrop:
 def describe(resize: ResizeCrop, mean: tuple[float, ...], std: tuple[float, ...]) -> str:
     """The settings of the whole pipeline, for the cache key (unchanged since the float32 handover)."""
     return f"{resize.resize}/{resize.crop}/mean={list(mean)}/std={list(std)}"
-
-
-class ByteTable(nn.Module):
-    """uint8 ``N x C x H x W`` -> float32 by looking each value up in a ``C x 256`` table.
-
-    The table holds what the CPU preprocessing makes of each 8-bit value in each channel (computed by that
-    very code when the extractor is built), so the model sees bitwise the float32 tensor that preprocessing
-    gave, on any device: a lookup copies values and rounds nothing.  Redoing the arithmetic on the device
-    would not promise that (CUDA divides by a CPU scalar as a multiplication by its reciprocal; MPS has no
-    float64).  A floating-point batch is taken as already converted and returned unchanged.
-    """
-
-    def __init__(self, table: torch.Tensor | np.ndarray) -> None:
-        super().__init__()
-        values = torch.as_tensor(table, dtype=torch.float32)
-        if values.ndim != 2 or values.shape[1] != 256:
-            raise ValueError(f"expected a C x 256 table, got {tuple(values.shape)}")
-        self.register_buffer("table", values.flatten().contiguous(), persistent=False)
-        offsets = torch.arange(values.shape[0], dtype=torch.int32).mul(256).view(1, -1, 1, 1)
-        self.register_buffer("offsets", offsets, persistent=False)
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        if batch.dtype != torch.uint8:
-            return batch
-        if batch.ndim != 4 or batch.shape[1] != self.offsets.shape[1]:
-            raise ValueError(f"expected N x {self.offsets.shape[1]} x H x W pixels, got {tuple(batch.shape)}")
-        index = batch.to(torch.int32) + self.offsets
-        return self.table.index_select(0, index.flatten()).view(batch.shape)
 
 
 def byte_ramp(channels: int = 3) -> np.ndarray:
