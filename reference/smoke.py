@@ -103,12 +103,13 @@ def _run(out: Path, work: Path, settings: SmokeSettings, show_progress: bool) ->
     from emogen_bench.demo import write_synthetic_emoset
     from emogen_bench.features import tiny_extractors
     from emogen_bench.submission import validate_submission
-    from reference.cli import confidence_step, space_step, vocabulary_from_rows
     from reference.confidence import clip_embeddings, load_confidence_table
     from reference.encoder import Stage1Config, load_encoder, train_stage1
     from reference.generate import GenerateConfig, generate_submission_summary
     from reference.sd import tiny_sd_components
+    from reference.steps import confidence_step, space_step
     from reference.train import Stage2Config, load_checkpoint, train_stage2
+    from reference.vocabulary import vocabulary_from_rows
 
     emoset = write_synthetic_emoset(work / "emoset", seed=settings.seed + 1)
     prepare_emoset(emoset, work / "index", show_progress=show_progress)

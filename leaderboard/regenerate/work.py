@@ -133,9 +133,9 @@ def run_emogen_inputs_stage(ctx: Context, resume: bool) -> StageOutcome:
         return StageOutcome({}, values)
     from emogen_bench.data import load_index
     from emogen_bench.features import tiny_extractors
-    from reference.cli import confidence_step, space_step
     from reference.confidence import clip_embeddings
     from reference.encoder import Stage1Config, load_encoder, train_stage1
+    from reference.steps import confidence_step, space_step
 
     prep = {"stage1_steps": 2, "stage1_batch": 8, "encoder_size": 64, "confidence_epochs": 5, **ctx.plan.emogen["prep"]}
     emoset, index = _data_paths(ctx)
@@ -193,9 +193,10 @@ def run_train_stage(ctx: Context, row: PlanRow, resume: bool) -> StageOutcome:
 
 def _train_emogen(ctx: Context, row: PlanRow, out_dir: Path, resume: bool) -> Path:
     from emogen_bench.data import load_index
-    from reference.cli import load_encoder_arg, load_space_arg, vocabulary_from_rows
     from reference.confidence import load_confidence_table, official_confidence_table
+    from reference.steps import load_encoder_arg, load_space_arg
     from reference.train import Stage2Config, train_stage2
+    from reference.vocabulary import vocabulary_from_rows
 
     inputs = ctx.upstream[f"{PLAN_OWNER}/emogen-inputs"]
     settings = _row_settings(ctx, row, "train")
@@ -222,8 +223,8 @@ def run_generate_stage(ctx: Context, row: PlanRow, resume: bool) -> StageOutcome
     if row.method == EMOGEN:
         import torch
 
-        from reference.cli import load_space_arg
         from reference.generate import METHOD, GenerateConfig, generate_submission
+        from reference.steps import load_space_arg
         from reference.train import load_checkpoint
 
         mapper, _ = load_checkpoint(checkpoint)
